@@ -1,0 +1,28 @@
+"""The ``climb`` command line: one verb per job, each calling the same functions the flows call."""
+
+from __future__ import annotations
+
+import typer
+
+from pipelines.cli_deid import deid_app
+from pipelines.cli_sources import sources_app
+from pipelines.fetch.cli import fetch_command
+
+app = typer.Typer(
+    name="climb",
+    help="Build the CLIMB clinical corpus: fetch, de-identify, validate and shard each source.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals may hold secrets
+)
+app.add_typer(sources_app, name="sources")
+app.add_typer(deid_app, name="deid")
+app.command("fetch")(fetch_command)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""Fetchers: one per access kind, behind one interface the source manifests name."""

@@ -1,0 +1,1 @@
+"""ECG: readers, canonical form, de-identification and validation."""
