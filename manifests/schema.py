@@ -263,3 +263,13 @@ class ShardRecord(BaseModel):
     sha256: dict[str, str]  # path -> hex digest
     items: int = 0
     quarantined: int = 0
+    # Filled by the write stage for the build's bookkeeping (done records); not part of the
+    # published shard listing: ``publish_fields()`` drops them.
+    quarantine: list[dict[str, str]] = Field(default_factory=list)
+    deid_actions: dict[str, int] = Field(default_factory=dict)
+    seconds: float = 0.0
+    skipped: bool = False
+
+    def publish_fields(self) -> ShardRecord:
+        """This record without the build-only bookkeeping (what ``manifest.json`` lists)."""
+        return self.model_copy(update={"quarantine": [], "deid_actions": {}, "seconds": 0.0, "skipped": False})
