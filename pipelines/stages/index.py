@@ -1,0 +1,245 @@
+"""Index stage: raw files + source manifest -> items with splits -> shard plans.
+
+A pure function of the raw folder and the manifest (no network, no writes). Splits are
+patient-level and deterministic:
+
+* ``subject_hash`` (default): a keyed hash of the subject id picks the split by the
+  manifest's fractions. The key is public (``climb-split`` + the source namespace), not the
+  de-identification secret, so two sites with different secrets get the same split.
+* ``climb_published``: CLIMB's frozen label/split table (``shared/reference``, shipped in
+  ``transforms/ecg/data``); records outside the table are left out of the build and counted.
+* ``official``: the release's own split file (2D sources).
+
+Shards are contiguous runs of items sorted by their pseudonymous ``item_key`` (an HMAC, so
+this is a keyed-hash assignment with equal shard sizes).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from manifests.schema import SPLITS, SourceManifest
+from pipelines.stages.plan import Item, ShardPlan
+from transforms.pseudonyms import DeidKey, pseudonymise_id
+
+log = logging.getLogger(__name__)
+
+#: CPSC2018 original-release classes (REFERENCE.csv, 1..9) as SNOMED CT codes, the codes the
+#: CinC 2020/2021 re-packaging of the same records uses.
+CPSC2018_CLASS_SNOMED = {
+    "1": "426783006",  # Normal (sinus rhythm)
+    "2": "164889003",  # AF
+    "3": "270492004",  # I-AVB
+    "4": "164909002",  # LBBB
+    "5": "59118001",  # RBBB
+    "6": "284470004",  # PAC
+    "7": "164884008",  # PVC (CinC: ventricular ectopics)
+    "8": "429622005",  # STD
+    "9": "164931005",  # STE
+}
+
+
+class IndexError_(ValueError):
+    """The raw folder does not hold what the source manifest describes."""
+
+
+@dataclass
+class IndexResult:
+    """Items of a source and what the index left out (with reasons, counted)."""
+
+    items: list[Item]
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def by_split(self) -> dict[str, list[Item]]:
+        out: dict[str, list[Item]] = {}
+        for item in self.items:
+            out.setdefault(item.split, []).append(item)
+        return out
+
+
+def split_for_subject(subject_id: str, namespace: str, fractions: dict[str, float]) -> str:
+    """Deterministic patient-level split from a keyed hash of the subject id.
+
+    Args:
+        subject_id: the raw subject id (never written anywhere).
+        namespace: the source's de-identification namespace (part of the public key).
+        fractions: split name -> fraction, summing to 1, in :data:`SPLITS` order.
+
+    >>> split_for_subject("p1", "ptbxl", {"train": 1.0})
+    'train'
+    >>> split_for_subject("p1", "ptbxl", {"train": .8, "val": .1, "test": .1}) in SPLITS
+    True
+    """
+    digest = hmac.new(f"climb-split:{namespace}".encode(), subject_id.encode(), hashlib.sha256).digest()
+    position = int.from_bytes(digest[:8], "big") / 2**64
+    cumulative = 0.0
+    ordered = [s for s in SPLITS if s in fractions]
+    for name in ordered:
+        cumulative += fractions[name]
+        if position < cumulative:
+            return name
+    return ordered[-1]
+
+
+def _scan(raw_dir: Path, pattern: str) -> list[Path]:
+    """Files under ``raw_dir`` matching a glob (``**`` recursive), sorted, hidden/partial files skipped."""
+    found = [
+        p
+        for p in raw_dir.glob(pattern)
+        if p.is_file() and not p.name.startswith(".") and not p.name.endswith((".part", ".tmp"))
+    ]
+    return sorted(found)
+
+
+def _read_cpsc_reference(raw_dir: Path, name: str) -> dict[str, list[str]]:
+    """REFERENCE.csv of the original CPSC2018 release: record -> SNOMED codes (first..third label)."""
+    labels: dict[str, list[str]] = {}
+    for path in _scan(raw_dir, f"**/{name}"):
+        with path.open(newline="") as fh:
+            for row in csv.reader(fh):
+                if not row or not row[0] or row[0].lower() == "recording":
+                    continue
+                codes = [CPSC2018_CLASS_SNOMED[c.strip()] for c in row[1:] if c.strip() in CPSC2018_CLASS_SNOMED]
+                labels[row[0].strip()] = codes
+    return labels
+
+
+def _load_published_table(manifest: SourceManifest) -> dict[str, dict[str, Any]]:
+    from transforms.ecg.labels import load_climb_table
+
+    if not manifest.split.table:
+        raise IndexError_(f"source {manifest.id}: split policy climb_published needs split.table")
+    return load_climb_table(manifest.split.table)
+
+
+def index_ecg_source(manifest: SourceManifest, raw_dir: Path, key: DeidKey) -> IndexResult:
+    """Items of a CinC-packaged ECG source (``.hea`` + ``.mat``), or the original CPSC2018 release.
+
+    CinC headers carry no patient id, so each record stands for its own subject (the
+    releases are one recording per patient for Georgia, Chapman-Shaoxing and CPSC2018;
+    PTB-XL's CinC re-packaging drops ``patient_id``, a documented limit of that packaging).
+    """
+    if manifest.layout is None:
+        raise IndexError_(f"source {manifest.id}: the manifest has no layout")
+    namespace = manifest.deid.namespace
+    headers = _scan(raw_dir, manifest.layout.records)
+    entries: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [(p.stem, (str(p),), {}) for p in headers]
+    original = manifest.layout.extra.get("original_release")
+    if original:
+        reference = _read_cpsc_reference(raw_dir, original.get("reference", "REFERENCE.csv"))
+        header_stems = {p.stem for p in headers}
+        for mat in _scan(raw_dir, original["records"]):
+            # A .mat with a sibling .hea is the CinC packaging, already indexed above.
+            if mat.with_suffix(".hea").exists() or mat.stem in header_stems:
+                continue
+            entries.append((mat.stem, (str(mat),), {"dx_codes": reference.get(mat.stem, [])}))
+    if not entries:
+        raise IndexError_(
+            f"source {manifest.id}: no records matching {manifest.layout.records!r} under {raw_dir}; "
+            f"run `climb fetch {manifest.id}` or point --raw-dir at the release folder"
+        )
+    seen: dict[str, str] = {}
+    skipped: Counter[str] = Counter()
+    table = _load_published_table(manifest) if manifest.split.policy == "climb_published" else None
+    items: list[Item] = []
+    for record, paths, labels in entries:
+        if record in seen:
+            # Two files claim one record id: a stable key must be unique (TFDS rule).
+            raise IndexError_(f"source {manifest.id}: record {record} appears twice: {seen[record]} and {paths[0]}")
+        seen[record] = paths[0]
+        if table is not None:
+            row = table.get(record)
+            if row is None:
+                skipped["not_in_published_table"] += 1
+                continue
+            split = row["split"]
+            labels = {**labels, "climb_superclasses": list(row["superclasses"]), "climb_label": row["label"]}
+        else:
+            split = split_for_subject(record, namespace, manifest.split.fractions)
+        items.append(
+            Item(
+                item_id=record,
+                subject_id=record,
+                paths=paths,
+                split=split,
+                item_key=pseudonymise_id(key, namespace, "item", record),
+                labels=labels,
+            )
+        )
+    return IndexResult(items=items, skipped=skipped)
+
+
+#: layout.format -> indexer. New modalities register here.
+INDEXERS = {
+    "cinc_mat": index_ecg_source,
+    "wfdb": index_ecg_source,
+}
+
+
+def index_source(manifest: SourceManifest, raw_dir: str | os.PathLike[str], key: DeidKey) -> IndexResult:
+    """Index a raw release folder into items with splits.
+
+    Raises:
+        IndexError_: the folder is missing, empty for this source, or has duplicate ids.
+        NotImplementedError: the source's format has no indexer yet.
+    """
+    root = Path(raw_dir)
+    if not root.is_dir():
+        raise IndexError_(f"raw folder {root} does not exist")
+    if manifest.layout is None or manifest.layout.format not in INDEXERS:
+        fmt = manifest.layout.format if manifest.layout else None
+        raise NotImplementedError(f"source {manifest.id}: no indexer for format {fmt!r} yet (status: {manifest.status})")
+    return INDEXERS[manifest.layout.format](manifest, root, key)
+
+
+def plan_shards(items: Iterable[Item], items_per_shard: int) -> list[ShardPlan]:
+    """Group items into shard plans: per split, sorted by ``item_key``, contiguous runs.
+
+    Args:
+        items: indexed items.
+        items_per_shard: at most this many items per shard (> 0).
+
+    Returns:
+        Plans sorted by (split order of :data:`SPLITS`, index).
+    """
+    if items_per_shard <= 0:
+        raise ValueError(f"items_per_shard must be positive, got {items_per_shard}")
+    by_split: dict[str, list[Item]] = {}
+    for item in items:
+        by_split.setdefault(item.split, []).append(item)
+    plans: list[ShardPlan] = []
+    for split in sorted(by_split, key=lambda s: (SPLITS.index(s) if s in SPLITS else len(SPLITS), s)):
+        ordered = sorted(by_split[split], key=lambda it: it.item_key)
+        for index, start in enumerate(range(0, len(ordered), items_per_shard)):
+            plans.append(ShardPlan(split=split, index=index, items=tuple(ordered[start : start + items_per_shard])))
+    return plans
+
+
+def fingerprint_inputs(paths: Sequence[str], raw_dir: str | os.PathLike[str]) -> str:
+    """sha256 over (relative path, size, mtime_ns) of every input file: cheap change detection.
+
+    A verified fetch log (sha256 per file) is the stronger fingerprint and is used in the
+    version when present; this stat-based one catches edits, additions and removals.
+    """
+    root = Path(raw_dir).resolve()
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        p = Path(path)
+        stat = p.stat()
+        rel = os.path.relpath(p.resolve(), root)
+        digest.update(f"{rel}\x00{stat.st_size}\x00{stat.st_mtime_ns}\n".encode())
+        if p.suffix == ".hea":
+            for sibling in sorted(p.parent.glob(p.stem + ".*")):
+                if sibling != p and sibling.suffix not in (".part", ".tmp"):
+                    s = sibling.stat()
+                    digest.update(f"{os.path.relpath(sibling.resolve(), root)}\x00{s.st_size}\x00{s.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
