@@ -426,7 +426,9 @@ def _deidentify_level(ds: Dataset, ctx: _Context, depth: int) -> None:
             continue
         if itag == TAG_PATIENT_ID:
             original = str(elem.value or "").strip()
-            if depth == 0:
+            if not original:
+                pass  # an unknown patient stays unknown
+            elif depth == 0:
                 elem.value = ctx.keys.pseudonym
             else:
                 elem.value = derive_subject_keys(ctx.uid_key, ctx.namespace, original).pseudonym
