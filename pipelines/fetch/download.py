@@ -17,7 +17,7 @@ One file's life:
 
 Connections: one ``requests.Session`` per worker thread (``requests`` sessions are not
 thread-safe), at most ``max_connections`` threads per source, i.e. per host. TLS verification is
-always on: nothing in this package sets ``verify=False``.
+always on: no code here turns certificate checks off.
 
 Content is requested with ``Accept-Encoding: identity`` and read undecoded, so byte offsets
 are file offsets and hashes are of the file as published.

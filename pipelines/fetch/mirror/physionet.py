@@ -36,7 +36,7 @@ class PhysioNetHandler(MirrorHandler):
                 return
         target = resolve_below(srv.root, url_path[len("/files/") :])
         if target is None or not target.exists():
-            if self.maybe_429():
+            if self.maybe_429(url_path):
                 return
             self.send_body(404, b"Not Found\n")
             return
@@ -44,7 +44,7 @@ class PhysioNetHandler(MirrorHandler):
             if not url_path.endswith("/"):
                 self.send_redirect(url_path + "/", 301)
                 return
-            if self.maybe_429():
+            if self.maybe_429(url_path):
                 return
             self.send_listing(target, url_path)
             return

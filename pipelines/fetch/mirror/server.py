@@ -136,7 +136,9 @@ class MirrorServer(ThreadingHTTPServer):
 
     def start(self) -> MirrorServer:
         """Serve in a daemon thread; returns ``self``."""
-        self._thread = threading.Thread(target=self.serve_forever, name=type(self).__name__, daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name=type(self).__name__, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -195,9 +197,11 @@ class MirrorHandler(BaseHTTPRequestHandler):
         self.send_body(401, b"Unauthorized\n", headers={"WWW-Authenticate": f'Basic realm="{realm}"'})
         return None
 
-    def maybe_429(self) -> bool:
-        """Answer 429 if a storm is on; True if it did."""
+    def maybe_429(self, url_path: str | None = None) -> bool:
+        """Answer 429 if a storm is on (and ``url_path`` matches ``Faults.paths``); True if it did."""
         faults = self.server.faults
+        if url_path is not None and not faults.applies(url_path):
+            return False
         if faults.too_many and faults.take("too_many"):
             headers = {}
             if faults.too_many_retry_after_s is not None:
@@ -234,7 +238,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
         stats = self.server.stats
         rng = self.headers.get("Range")
         hit = faults.applies(url_path)
-        if self.maybe_429():
+        if self.maybe_429(url_path):
             return
         if hit and faults.unavailable and faults.take("unavailable"):
             self.send_body(503, b"Service Unavailable\n", headers={"Retry-After": str(faults.retry_after_s)})

@@ -27,16 +27,16 @@ DATASET = "training/ptb-xl"
 FAST_RETRY = RetryPolicy(attempts=6, base_s=0.01, cap_s=0.05, connect_timeout_s=5, read_timeout_s=5)
 
 
-def make_manifest(kind: str = "physionet", **host: Any) -> SourceManifest:
-    """A minimal valid source manifest for ``kind``."""
+def make_manifest(kind: str = "physionet", source_id: str = "demo_src", **host: Any) -> SourceManifest:
+    """A minimal valid source manifest for ``kind``; ``host`` fields as keyword arguments."""
     host_spec = {"kind": kind, "access": "open", **host}
     return SourceManifest.model_validate(
         {
-            "id": host.pop("source_id", "demo_src") if "source_id" in host else "demo_src",
+            "id": source_id,
             "title": "Demo source",
             "group": "1d",
             "modality": "ecg",
-            "host": {k: v for k, v in host_spec.items() if k != "source_id"},
+            "host": host_spec,
             "licence": "CC-BY-4.0",
             "labels": {"kind": "none"},
             "deid": {"namespace": "demo"},
@@ -60,7 +60,9 @@ def physionet_tree(tmp_path: Path) -> Path:
         write_random(proj / DATASET / "g1" / f"HR0000{i}.hea", 200 + i, seed=i)
         write_random(proj / DATASET / "g1" / f"HR0000{i}.mat", 4000 + 10 * i, seed=100 + i)
     write_random(proj / DATASET / "g2" / "HR00010.mat", 300_000, seed=7)  # the "large" file
-    write_random(proj / "training" / "cpsc_2018" / "g1" / "A0001.mat", 5000, seed=9)  # another db: not fetched
+    write_random(
+        proj / "training" / "cpsc_2018" / "g1" / "A0001.mat", 5000, seed=9
+    )  # another db: not fetched
     write_sha256sums(proj)
     return root
 
