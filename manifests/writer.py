@@ -1,0 +1,598 @@
+"""The shard writer: one (split, shard index) of samples → Parquet rows + a Zarr v3 group, published safely.
+
+Layout of one shard (paths relative to the dataset root)::
+
+    rows/<split>/part-<index:05d>.parquet        one row per sample (ids, labels, metadata, pointer)
+    arrays/<split>.zarr/<index:05d>/zarr.json    group; attributes["climb"] = shard metadata
+    arrays/<split>.zarr/<index:05d>/<name>/      fixed-shape array, shape (N, *sample_shape)
+    arrays/<split>.zarr/<index:05d>/<name>/values   ragged array: flat values (sum of sizes,)
+    arrays/<split>.zarr/<index:05d>/<name>/offsets  int64 (N + 1,), element offsets into values
+    arrays/<split>.zarr/<index:05d>/<name>/shapes   int64 (N, ndim), each sample's shape
+
+Why one Zarr group per write task (and not one split-wide array whose shard boundaries align with
+task boundaries): a split-wide array needs its length before any task writes, a single
+``zarr.json`` that many tasks would race to create, and an index→shard arithmetic that breaks as
+soon as one task quarantines an item (tasks would no longer hold a fixed number of samples).
+A group per task has exactly one writer, its own metadata, and can be written, hashed and
+published (or thrown away) as a unit. Each array in the group is one Zarr shard (the sharding
+codec's shard shape = the whole array), so one task writes one shard file per array: a reader
+streams it with one sequential GET, and random access reads one inner chunk through the shard
+index. ``publish`` writes the split's root group ``arrays/<split>.zarr/zarr.json`` so the whole
+split is also an ordinary Zarr hierarchy for other tools.
+
+Publishing: the whole shard is encoded in memory first (bytes per file), hashed, then written:
+
+* local paths: every file goes into a temporary directory / file (``.tmp-…``), is fsynced, and is
+  published by ``os.replace`` (arrays group first, rows file last). A killed write leaves only a
+  temporary name that no manifest lists; ``publish_dataset`` sweeps such leftovers.
+* object stores (``s3://``, ``gs://``, ``memory://``…): there is no rename (fsspec ``mv`` on S3 is
+  copy + delete, neither atomic nor cheap). Each object is PUT once, to its final key, only after
+  the shard's bytes are complete and hashed; a single PUT is atomic (an object is either absent or
+  whole), so no torn *object* can exist. A shard as a *set* of objects becomes visible only through
+  ``manifest.json``, which ``publish_dataset`` writes last: a reader never sees a half-written shard.
+
+Determinism: samples are sorted by ``sample_id``; Zarr metadata holds no timestamps or random ids;
+Parquet carries only pyarrow's version string. The same samples give byte-identical files on every
+backend (local, Dask, Beam), which is what lets ``sha256`` double as a rerun check.
+
+Storage format choice (measured on the build machine, see ``benchmarks/results/format_choice.json``):
+see :data:`DEFAULT_FORMAT`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+from manifests.schema import (
+    ARRAYS_DIR,
+    COL_OFFSET,
+    COL_SAMPLE_ID,
+    COL_SHARD,
+    COL_SOURCE,
+    COL_SPLIT,
+    COL_SUBJECT_ID,
+    ROWS_DIR,
+    SPLITS,
+    Sample,
+    ShardRecord,
+)
+
+#: Version of the on-disk shard layout; stored in every shard group's attributes.
+SHARD_FORMAT_VERSION = 1
+#: Key under the Zarr group attributes that holds the shard metadata.
+SHARD_ATTRS_KEY = "climb"
+#: Row columns every shard has, in order (``source`` only when the writer is given one).
+BASE_COLUMNS = (COL_SAMPLE_ID, COL_SUBJECT_ID, COL_SOURCE, COL_SPLIT, COL_SHARD, COL_OFFSET)
+#: Ragged sub-array names.
+RAGGED_VALUES, RAGGED_OFFSETS, RAGGED_SHAPES = "values", "offsets", "shapes"
+#: Dtypes the writer accepts (the canonical forms' dtypes plus the obvious neighbours).
+SUPPORTED_DTYPES = frozenset(
+    np.dtype(d)
+    for d in (
+        "bool",
+        "int8",
+        "uint8",
+        "int16",
+        "uint16",
+        "int32",
+        "uint32",
+        "int64",
+        "float16",
+        "float32",
+        "float64",
+    )
+)
+
+Compression = Literal["none", "zstd", "lz4", "blosc-lz4", "blosc-zstd"]
+
+
+@dataclass(frozen=True)
+class ShardFormat:
+    """How arrays are chunked and compressed inside a shard.
+
+    Attributes:
+        compression: ``none``; ``zstd`` (zarr's ``zstd`` codec); ``lz4``/``blosc-lz4``/
+            ``blosc-zstd`` (zarr's ``blosc`` codec with byte shuffle).
+        level: compression level (zstd 1–22, blosc 1–9); ignored for ``none``.
+        inner_chunk_bytes: target uncompressed size of one inner chunk in bytes. A fixed-shape
+            array's inner chunk holds ``max(1, inner_chunk_bytes // sample_bytes)`` whole samples;
+            a ragged array's values are chunked by this many bytes.
+    """
+
+    compression: Compression = "zstd"
+    level: int = 1
+    inner_chunk_bytes: int = 1 << 20
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ShardFormat:
+        return cls(**data)
+
+    def compressors(self, dtype: np.dtype) -> tuple[Any, ...]:
+        """The zarr v3 bytes→bytes codecs for this format and dtype."""
+        from zarr.codecs import BloscCodec, ZstdCodec
+
+        if self.compression == "none":
+            return ()
+        if self.compression == "zstd":
+            return (ZstdCodec(level=self.level),)
+        cname = "zstd" if self.compression == "blosc-zstd" else "lz4"
+        return (BloscCodec(cname=cname, clevel=self.level, shuffle="shuffle", typesize=dtype.itemsize),)
+
+
+#: Default format. zstd level 1 with ~1 MiB inner chunks: decoding runs at several GB/s per core and
+#: int16 ECG still compresses ~1.5–2×; see ``benchmarks/results/format_choice.json`` for the
+#: measurements behind it.
+DEFAULT_FORMAT = ShardFormat()
+
+
+class ShardWriteError(ValueError):
+    """Samples that cannot form a shard; the message names the shard, sample and array."""
+
+
+def shard_name(index: int) -> str:
+    """The zero-padded name of shard ``index`` (``part-00007`` → ``"00007"``)."""
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        raise TypeError(f"shard index must be a non-negative int, got {index!r}")
+    return f"{index:05d}"
+
+
+def rows_path(split: str, index: int) -> str:
+    """Path of a shard's rows file relative to the dataset root.
+
+    >>> rows_path("train", 3)
+    'rows/train/part-00003.parquet'
+    """
+    return f"{ROWS_DIR}/{split}/part-{shard_name(index)}.parquet"
+
+
+def arrays_path(split: str, index: int) -> str:
+    """Path of a shard's Zarr group relative to the dataset root.
+
+    >>> arrays_path("val", 12)
+    'arrays/val.zarr/00012'
+    """
+    return f"{ARRAYS_DIR}/{split}.zarr/{shard_name(index)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding (pure: samples → {relative path: bytes})
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_samples(split: str, index: int, samples: Sequence[Sample]) -> list[Sample]:
+    where = f"shard {split}/{shard_name(index)}"
+    seen: set[str] = set()
+    for s in samples:
+        if not isinstance(s, Sample):
+            raise ShardWriteError(f"{where}: expected Sample, got {type(s).__name__}")
+        if s.split != split:
+            raise ShardWriteError(f"{where}: sample {s.sample_id!r} belongs to split {s.split!r}")
+        if s.sample_id in seen:
+            raise ShardWriteError(f"{where}: duplicate sample_id {s.sample_id!r}")
+        seen.add(s.sample_id)
+    ordered = sorted(samples, key=lambda s: s.sample_id)
+    if ordered:
+        names = sorted(ordered[0].arrays)
+        for s in ordered:
+            if sorted(s.arrays) != names:
+                raise ShardWriteError(
+                    f"{where}: sample {s.sample_id!r} has arrays {sorted(s.arrays)}, "
+                    f"the shard's first sample has {names}"
+                )
+    return ordered
+
+
+def _array_stats(arrs: Sequence[np.ndarray]) -> dict[str, float | int]:
+    """Mergeable statistics: count, sum, sum of squares, min, max (float64)."""
+    count, total, total_sq = 0, 0.0, 0.0
+    lo, hi = np.inf, -np.inf
+    for a in arrs:
+        if a.size == 0:
+            continue
+        f = a.astype(np.float64, copy=False).ravel()
+        count += f.size
+        total += float(f.sum())
+        total_sq += float(np.dot(f, f))
+        lo = min(lo, float(f.min()))
+        hi = max(hi, float(f.max()))
+    return {
+        "count": count,
+        "sum": total,
+        "sum_sq": total_sq,
+        "min": lo if count else None,
+        "max": hi if count else None,
+    }
+
+
+def _encode_arrays(
+    split: str,
+    index: int,
+    samples: Sequence[Sample],
+    ragged: Collection[str] | None,
+    fmt: ShardFormat,
+    columns: Mapping[str, str],
+    source: str | None,
+) -> dict[str, bytes]:
+    import zarr
+
+    where = f"shard {split}/{shard_name(index)}"
+    layouts: dict[str, dict[str, Any]] = {}
+    store_dict: dict[str, Any] = {}
+    store = zarr.storage.MemoryStore(store_dict)
+    names = sorted(samples[0].arrays) if samples else []
+    n = len(samples)
+    group = zarr.create_group(store=store, zarr_format=3, overwrite=True)
+    with zarr.config.set({"array.write_empty_chunks": True}):
+        for name in names:
+            arrs = []
+            for s in samples:
+                a = np.asarray(s.arrays[name])
+                if a.dtype not in SUPPORTED_DTYPES:
+                    raise ShardWriteError(
+                        f"{where}: sample {s.sample_id!r} array {name!r} has unsupported dtype {a.dtype}"
+                    )
+                arrs.append(a)
+            dtype, ndim = arrs[0].dtype, arrs[0].ndim
+            for s, a in zip(samples, arrs, strict=True):
+                if a.dtype != dtype or a.ndim != ndim:
+                    raise ShardWriteError(
+                        f"{where}: sample {s.sample_id!r} array {name!r} is {a.dtype} with {a.ndim} dims; "
+                        f"the shard's first sample has {dtype} with {ndim} dims"
+                    )
+            shapes = {a.shape for a in arrs}
+            is_ragged = (ragged is not None and name in ragged) or len(shapes) > 1
+            info: dict[str, Any] = {"dtype": dtype.name, "stats": _array_stats(arrs)}
+            if not is_ragged:
+                sample_shape = arrs[0].shape
+                sample_bytes = max(1, int(np.prod(sample_shape, dtype=np.int64)) * dtype.itemsize)
+                per_chunk = max(1, min(n, fmt.inner_chunk_bytes // sample_bytes))
+                full = (n, *sample_shape)
+                chunk = (per_chunk, *(max(1, d) for d in sample_shape))
+                arr = group.create_array(
+                    name,
+                    shape=full,
+                    dtype=dtype,
+                    chunks=chunk,
+                    shards=_shard_shape(full, chunk),
+                    compressors=fmt.compressors(dtype),
+                    fill_value=_fill(dtype),
+                )
+                if n:
+                    arr[...] = np.stack(arrs)
+                info.update(layout="fixed", shape=list(sample_shape))
+            else:
+                sub = group.create_group(name)
+                sizes = np.array([a.size for a in arrs], dtype=np.int64)
+                offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+                flat = np.concatenate([a.ravel() for a in arrs]) if n else np.zeros(0, dtype=dtype)
+                total = int(offsets[-1])
+                per_chunk = max(1, min(max(total, 1), fmt.inner_chunk_bytes // dtype.itemsize))
+                values = sub.create_array(
+                    RAGGED_VALUES,
+                    shape=(total,),
+                    dtype=dtype,
+                    chunks=(per_chunk,),
+                    shards=_shard_shape((total,), (per_chunk,)),
+                    compressors=fmt.compressors(dtype),
+                    fill_value=_fill(dtype),
+                )
+                if total:
+                    values[...] = flat
+                off = sub.create_array(
+                    RAGGED_OFFSETS,
+                    shape=(n + 1,),
+                    dtype=np.int64,
+                    chunks=(n + 1,),
+                    compressors=(),
+                    fill_value=0,
+                )
+                off[...] = offsets
+                shp = sub.create_array(
+                    RAGGED_SHAPES,
+                    shape=(n, ndim),
+                    dtype=np.int64,
+                    chunks=(max(n, 1), max(ndim, 1)),
+                    compressors=(),
+                    fill_value=0,
+                )
+                if n and ndim:
+                    shp[...] = np.array([a.shape for a in arrs], dtype=np.int64).reshape(n, ndim)
+                info.update(layout="ragged", ndim=ndim)
+            layouts[name] = info
+    meta = {
+        "format_version": SHARD_FORMAT_VERSION,
+        "split": split,
+        "index": index,
+        "samples": n,
+        "source": source,
+        "arrays": layouts,
+        "columns": dict(columns),
+        "storage": fmt.to_dict(),
+    }
+    group.attrs.put({SHARD_ATTRS_KEY: meta})
+    return {key: _to_bytes(buf) for key, buf in sorted(store_dict.items())}
+
+
+def _shard_shape(full: tuple[int, ...], chunk: tuple[int, ...]) -> tuple[int, ...]:
+    """One Zarr shard covers the whole array (rounded up to whole inner chunks)."""
+    return tuple(max(c, -(-f // c) * c) for f, c in zip(full, chunk, strict=True))
+
+
+def _fill(dtype: np.dtype) -> Any:
+    return False if dtype == np.bool_ else 0
+
+
+def _to_bytes(buf: Any) -> bytes:
+    return buf.to_bytes() if hasattr(buf, "to_bytes") else bytes(buf)
+
+
+def _encode_rows(
+    split: str, index: int, samples: Sequence[Sample], source: str | None
+) -> tuple[bytes, dict[str, str]]:
+    where = f"shard {split}/{shard_name(index)}"
+    base = [
+        COL_SAMPLE_ID,
+        COL_SUBJECT_ID,
+        *([COL_SOURCE] if source is not None else []),
+        COL_SPLIT,
+        COL_SHARD,
+        COL_OFFSET,
+    ]
+    extra: list[str] = []
+    for s in samples:
+        for key in s.row:
+            if key in BASE_COLUMNS:
+                raise ShardWriteError(
+                    f"{where}: sample {s.sample_id!r} row uses reserved column name {key!r}"
+                )
+            if key not in extra:
+                extra.append(key)
+    extra.sort()
+    n = len(samples)
+    cols: dict[str, pa.Array] = {
+        COL_SAMPLE_ID: pa.array([s.sample_id for s in samples], type=pa.string()),
+        COL_SUBJECT_ID: pa.array([s.subject_id for s in samples], type=pa.string()),
+    }
+    if source is not None:
+        cols[COL_SOURCE] = pa.array([source] * n, type=pa.string())
+    cols[COL_SPLIT] = pa.array([split] * n, type=pa.string())
+    cols[COL_SHARD] = pa.array([index] * n, type=pa.int32())
+    cols[COL_OFFSET] = pa.array(np.arange(n, dtype=np.int32), type=pa.int32())
+    for key in extra:
+        values = [_plain(s.row.get(key)) for s in samples]
+        try:
+            cols[key] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise ShardWriteError(
+                f"{where}: row column {key!r} has mixed or unsupported values: {exc}"
+            ) from None
+    table = pa.table({k: cols[k] for k in [*base, *extra]})
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd", write_statistics=True, store_schema=True)
+    return sink.getvalue(), {f.name: str(f.type) for f in table.schema}
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars/arrays → Python values, so Arrow infers the same types everywhere."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def encode_shard(
+    split: str,
+    index: int,
+    samples: Sequence[Sample],
+    *,
+    source: str | None = None,
+    ragged: Collection[str] | None = None,
+    fmt: ShardFormat = DEFAULT_FORMAT,
+) -> dict[str, bytes]:
+    """Encode one shard into its files, in memory; nothing is written.
+
+    Args:
+        split: one of :data:`~manifests.schema.SPLITS`; every sample must belong to it.
+        index: shard index within the split (>= 0).
+        samples: the shard's samples, in any order (they are sorted by ``sample_id``).
+        source: value of the ``source`` row column; ``None`` leaves the column out.
+        ragged: array names stored ragged even when every sample has the same shape (an array
+            whose shapes differ within the shard is always ragged).
+        fmt: chunking and compression.
+
+    Returns:
+        ``{path relative to the dataset root: file bytes}``, arrays files first, rows file last.
+
+    Raises:
+        ShardWriteError: wrong split, duplicate ids, arrays that differ in name, dtype or rank.
+
+    Examples:
+        >>> s = Sample("a", "p1", "train", {"x": np.arange(3, dtype=np.int16)}, {"label": 1})
+        >>> sorted(encode_shard("train", 0, [s]))[-1]
+        'rows/train/part-00000.parquet'
+    """
+    if split not in SPLITS:
+        raise ShardWriteError(f"unknown split {split!r}; allowed: {list(SPLITS)}")
+    shard_name(index)
+    ordered = _check_samples(split, index, samples)
+    rows_bytes, columns = _encode_rows(split, index, ordered, source)
+    prefix = arrays_path(split, index)
+    arrays = _encode_arrays(split, index, ordered, ragged, fmt, columns, source)
+    files = {f"{prefix}/{key}": data for key, data in arrays.items()}
+    files[rows_path(split, index)] = rows_bytes
+    return files
+
+
+# ---------------------------------------------------------------------------------------------
+# Publishing bytes to a store
+# ---------------------------------------------------------------------------------------------
+
+
+def filesystem_for(url: str, storage_options: Mapping[str, Any] | None = None) -> tuple[Any, str]:
+    """``(fsspec filesystem, root path without trailing slash)`` for a dataset URL."""
+    fs, root = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    return fs, root.rstrip("/") or root
+
+
+def is_local(fs: Any) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_file_synced(path: str, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _publish_local(root: str, files: Mapping[str, bytes], group_rel: str, rows_rel: str) -> None:
+    token = uuid.uuid4().hex[:12]
+    group_final = os.path.join(root, group_rel)
+    parent = os.path.dirname(group_final)
+    os.makedirs(parent, exist_ok=True)
+    tmp_dir = os.path.join(parent, f".tmp-{os.path.basename(group_final)}-{token}")
+    try:
+        for rel, data in files.items():
+            if rel == rows_rel:
+                continue
+            inner = rel[len(group_rel) + 1 :]
+            path = os.path.join(tmp_dir, inner)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            _write_file_synced(path, data)
+        for dirpath, _dirs, _files in os.walk(tmp_dir):
+            _fsync_dir(dirpath)
+        _replace_dir(tmp_dir, group_final)
+        _fsync_dir(parent)
+        rows_final = os.path.join(root, rows_rel)
+        os.makedirs(os.path.dirname(rows_final), exist_ok=True)
+        tmp_rows = f"{os.path.dirname(rows_final)}/.tmp-{os.path.basename(rows_final)}-{token}"
+        _write_file_synced(tmp_rows, files[rows_rel])
+        os.replace(tmp_rows, rows_final)
+        _fsync_dir(os.path.dirname(rows_final))
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+
+
+def _replace_dir(tmp_dir: str, final: str) -> None:
+    """Rename ``tmp_dir`` to ``final``; an existing ``final`` (a rerun) is swapped out and removed.
+
+    Two attempts at the same shard (a speculative retry) write identical bytes, so whichever
+    rename wins leaves the right content.
+    """
+    for _ in range(5):
+        try:
+            os.rename(tmp_dir, final)
+            return
+        except OSError:
+            if not os.path.exists(final):
+                raise
+            trash = f"{os.path.dirname(final)}/.trash-{os.path.basename(final)}-{uuid.uuid4().hex[:12]}"
+            try:
+                os.rename(final, trash)
+            except FileNotFoundError:
+                continue
+            shutil.rmtree(trash, ignore_errors=True)
+    raise OSError(f"could not publish {final}: it keeps reappearing (another writer?)")
+
+
+def _publish_object_store(fs: Any, root: str, files: Mapping[str, bytes], rows_rel: str) -> None:
+    arrays = {f"{root}/{rel}": data for rel, data in files.items() if rel != rows_rel}
+    if arrays:
+        fs.pipe(arrays)
+    fs.pipe({f"{root}/{rows_rel}": files[rows_rel]})
+
+
+def write_shard(
+    dataset_url: str,
+    split: str,
+    index: int,
+    samples: Sequence[Sample],
+    *,
+    storage_options: dict | None = None,
+    source: str | None = None,
+    ragged: Collection[str] | None = None,
+    fmt: ShardFormat = DEFAULT_FORMAT,
+    items: int | None = None,
+    quarantined: int = 0,
+) -> ShardRecord:
+    """Write one shard of a built dataset and publish it safely; return what was written.
+
+    Args:
+        dataset_url: the dataset root (``<out>/<source>/<version>``), any fsspec URL.
+        split: the split every sample belongs to.
+        index: the shard's index within the split.
+        samples: the shard's samples (sorted by ``sample_id`` before writing).
+        storage_options: fsspec options (credentials, endpoint, ``auto_mkdir``...).
+        source: the ``source`` row column's value (``None``: no such column).
+        ragged: array names to store ragged even when all shapes agree.
+        fmt: chunking and compression (:data:`DEFAULT_FORMAT`).
+        items: source items behind these samples (an ECG record may give several windows);
+            ``None`` means one item per sample.
+        quarantined: items of this shard's plan that went to quarantine instead.
+
+    Returns:
+        The :class:`~manifests.schema.ShardRecord`: ``files`` maps role → relative path
+        (``"rows"``, ``"arrays"``); ``bytes`` and ``sha256`` map *every file* written (the rows
+        file and each file of the Zarr group) to its size and hex digest.
+
+    Raises:
+        ShardWriteError: samples that cannot form a shard (nothing is written).
+    """
+    files = encode_shard(split, index, samples, source=source, ragged=ragged, fmt=fmt)
+    record = ShardRecord(
+        split=split,
+        index=index,
+        samples=len(samples),
+        files={"rows": rows_path(split, index), "arrays": arrays_path(split, index)},
+        bytes={rel: len(data) for rel, data in files.items()},
+        sha256={rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()},
+        items=len(samples) if items is None else items,
+        quarantined=quarantined,
+    )
+    fs, root = filesystem_for(dataset_url, storage_options)
+    if is_local(fs):
+        _publish_local(root, files, arrays_path(split, index), rows_path(split, index))
+    else:
+        _publish_object_store(fs, root, files, rows_path(split, index))
+    return record
+
+
+def shard_metadata_json(meta: Mapping[str, Any]) -> str:
+    """Canonical JSON of shard metadata (sorted keys), as the manifest stores it."""
+    return json.dumps(meta, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,111 @@
+"""open_dataset: manifest-only discovery, random access, iteration, select, filter, verify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from manifests import DatasetNotFoundError, ShardIntegrityError, open_dataset
+from tests.manifests.test_writer import make_samples, write_and_publish
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list]:
+    url = str(tmp_path_factory.mktemp("reader") / "ds")
+    train = make_samples(11, "train", prefix="t")
+    val = make_samples(4, "val", prefix="v", seed=3)
+    write_and_publish(
+        url, {("train", 0): train[:4], ("train", 1): train[4:9], ("train", 2): train[9:], ("val", 0): val}
+    )
+    return url, train
+
+
+def test_missing_manifest_means_no_dataset(tmp_path: Path) -> None:
+    from manifests.writer import write_shard
+
+    write_shard(str(tmp_path), "train", 0, make_samples(3))
+    with pytest.raises(DatasetNotFoundError, match=f"no dataset at {tmp_path}"):
+        open_dataset(str(tmp_path))
+
+
+def test_splits_len_and_unknown_split(built) -> None:
+    url, _train = built
+    ds = open_dataset(url)
+    assert ds.splits == ("train", "val")
+    assert len(ds.split("train")) == 11 and len(ds.split("val")) == 4
+    with pytest.raises(KeyError, match=r"no split 'test'; known splits: \['train', 'val'\]"):
+        ds.split("test")
+
+
+def test_random_access_matches_iteration_and_the_samples(built) -> None:
+    url, train = built
+    view = open_dataset(url).split("train")
+    items = list(view)
+    assert [x["sample_id"] for x in items] == [s.sample_id for s in train]
+    for i in (0, 3, 4, 10, -1):
+        got, want = view[i], train[i]
+        np.testing.assert_array_equal(got["signal"], want.arrays["signal"])
+        np.testing.assert_array_equal(got["events"], want.arrays["events"])
+        assert got["labels"] == want.row["labels"] and got["source"] == "synthetic"
+    with pytest.raises(IndexError, match="index 11 out of range for split 'train' with 11 samples"):
+        view[11]
+    with pytest.raises(TypeError, match="index must be an int, got float"):
+        view[1.0]
+
+
+def test_select_keeps_only_the_named_columns(built) -> None:
+    url, _ = built
+    view = open_dataset(url).split("train").select(["signal", "label"])
+    assert view.columns == ["signal", "label"]
+    assert set(view[2]) == {"signal", "label"}
+    assert all(set(x) == {"signal", "label"} for x in view)
+    with pytest.raises(KeyError, match="unknown columns \\['nope'\\]"):
+        view.select(["nope"])
+
+
+def test_filter_on_scalar_list_and_predicate(built) -> None:
+    url, train = built
+    view = open_dataset(url).split("train")
+    af = view.filter(label="AF")
+    assert [x["sample_id"] for x in af] == [s.sample_id for s in train if s.row["label"] == "AF"]
+    assert af[1]["sample_id"] == [s.sample_id for s in train if s.row["label"] == "AF"][1]
+    mi = view.filter(labels="MI")
+    assert [x["sample_id"] for x in mi] == [s.sample_id for s in train if "MI" in s.row["labels"]]
+    both = view.filter(label=["AF", "MI"], source="synthetic")
+    assert len(both) == sum(s.row["label"] in ("AF", "MI") for s in train)
+    old = view.filter(lambda row: row["age"] >= 27).filter(label="NORM")
+    assert [x["sample_id"] for x in old] == [
+        s.sample_id for s in train if s.row["age"] >= 27 and s.row["label"] == "NORM"
+    ]
+    assert len(view.filter(source="elsewhere")) == 0
+    with pytest.raises(KeyError, match="unknown row columns \\['colour'\\]"):
+        view.filter(colour="red")
+
+
+def test_verify_catches_a_flipped_byte_naming_the_shard(tmp_path: Path) -> None:
+    url = str(tmp_path / "ds")
+    records = write_and_publish(
+        url, {("train", 0): make_samples(3), ("train", 1): make_samples(3, prefix="u")}
+    )
+    victim = next(p for p in records[1].sha256 if "/signal/c/" in p)
+    path = Path(url) / victim
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    view = open_dataset(url, verify=True).split("train")
+    assert view[0]["sample_id"] == "s0000"  # shard 0 is intact
+    with pytest.raises(ShardIntegrityError, match=f"shard train/00001: file {victim} fails its sha256"):
+        view[4]
+    with pytest.raises(ShardIntegrityError, match="shard train/00001"):
+        list(open_dataset(url, verify=True).split("train"))
+
+
+def test_memory_store_round_trip() -> None:
+    url = "memory://climb-reader-test/ds"
+    samples = make_samples(6, "test")
+    write_and_publish(url, {("test", 0): samples[:2], ("test", 1): samples[2:]})
+    view = open_dataset(url, verify=True).split("test")
+    np.testing.assert_array_equal(view[5]["signal"], samples[5].arrays["signal"])
+    assert [x["sample_id"] for x in view] == [s.sample_id for s in samples]
