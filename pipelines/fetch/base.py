@@ -24,7 +24,7 @@ import requests
 if TYPE_CHECKING:
     from manifests.schema import SourceManifest
     from pipelines.fetch.credentials import Credential
-    from pipelines.fetch.download import HttpDownloader, RetryPolicy
+    from pipelines.fetch.download import HttpDownloader, RetryPolicy, Transfer
 
 #: Folder under a fetch destination that holds the fetch's own records (never raw data).
 STATE_DIR = ".climb"
@@ -238,6 +238,8 @@ class Fetcher(ABC):
     kinds: ClassVar[tuple[str, ...]] = ()
     credential_scope: ClassVar[str | None] = None
     default_connections: ClassVar[int] = 4
+    #: Folder of the catalog's ``<id>.checksums.tsv`` (set by ``fetch_source``; ``None``: manifests/sources).
+    checksums_dir: Path | None = None
     #: What a 401/403 means on this host, appended to the error (DUA, competition rules...).
     auth_advice: ClassVar[str] = ""
 
@@ -310,8 +312,23 @@ class Fetcher(ABC):
 
     # -- fetching --------------------------------------------------------------------------------
     def fetch(self, files: list[RemoteFile], dest: Path, downloader: HttpDownloader) -> list[FetchRecord]:
-        """Download, verify and publish ``files`` under ``dest`` (default: over HTTP)."""
-        return downloader.download_all(files, dest, self)
+        """Download, verify and publish ``files`` under ``dest``, then extract archives marked ``extract``."""
+        from pipelines.fetch.archives import archive_stem, extract_archive
+
+        records = downloader.download_all(files, dest, self)
+        for f in files:
+            if f.extract:
+                archive = dest / f.path
+                extract_archive(archive, archive.with_name(archive_stem(archive)))
+        return records
+
+    def transfer(self, remote: RemoteFile, part: Path, downloader: HttpDownloader) -> Transfer:
+        """Fill ``part`` with ``remote``'s bytes (resuming what is there); default: HTTP with Range.
+
+        Non-HTTP hosts (buckets, a manual folder) override this; verification and publishing
+        stay in the downloader.
+        """
+        return downloader.transfer_http(remote, part, self)
 
     def close(self) -> None:
         """Release what the fetcher holds (sessions, clients)."""

@@ -49,6 +49,7 @@ from pipelines.fetch.base import (
     ChecksumMismatch,
     FetchError,
     FetchRecord,
+    FileStatus,
     RemoteFile,
     check_relative_path,
 )
@@ -159,11 +160,15 @@ class _Retryable(Exception):
 
 
 @dataclass
-class _Transfer:
+class Transfer:
+    """What filling one ``.part`` file took: bytes received, the resume offset, attempts, and the
+    total size the server announced (``None`` when it did not)."""
+
     bytes_transferred: int = 0
     resumed_from_bytes: int = 0
     attempts: int = 0
     server_total: int | None = None
+    status: FileStatus = "downloaded"
 
 
 def new_session(fetcher: Fetcher) -> requests.Session:
@@ -283,13 +288,14 @@ class HttpDownloader:
             log.warning("%s: published file does not match its checksum; fetching it again", remote.path)
         final.parent.mkdir(parents=True, exist_ok=True)
         part = final.with_name(final.name + PART_SUFFIX)
-        total = _Transfer()
+        total = Transfer()
         for round_no in (1, 2):
-            tr = self._transfer(remote, part, fetcher)
+            tr = fetcher.transfer(remote, part, self)
             total.bytes_transferred += tr.bytes_transferred
             total.attempts += tr.attempts
             if round_no == 1:
                 total.resumed_from_bytes = tr.resumed_from_bytes
+            status = tr.status
             size = part.stat().st_size
             digest = sha256_file(part)
             expected_size = remote.size if remote.size is not None else tr.server_total
@@ -305,7 +311,7 @@ class HttpDownloader:
                     size,
                     digest,
                     source,
-                    "downloaded",
+                    status,
                     bytes_transferred=total.bytes_transferred,
                     resumed_from_bytes=total.resumed_from_bytes,
                     attempts=total.attempts,
@@ -323,10 +329,10 @@ class HttpDownloader:
             raise ChecksumMismatch(remote.path, remote.sha256 or f"{expected_size} bytes", digest, detail)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _transfer(self, remote: RemoteFile, part: Path, fetcher: Fetcher) -> _Transfer:
+    def transfer_http(self, remote: RemoteFile, part: Path, fetcher: Fetcher) -> Transfer:
         """Fill ``part`` with the whole file, resuming and retrying; return what it took."""
         session = self.session_for(fetcher)
-        tr = _Transfer()
+        tr = Transfer()
         tr.resumed_from_bytes = part.stat().st_size if part.exists() else 0
         no_progress = 0
         while True:
@@ -366,7 +372,7 @@ class HttpDownloader:
         offset: int,
         fetcher: Fetcher,
         session: requests.Session,
-        tr: _Transfer,
+        tr: Transfer,
     ) -> int:
         """One GET; append to ``part``. Returns bytes received. Raises :class:`_Retryable` on transient errors."""
         self._local.received = 0

@@ -192,6 +192,7 @@ def fetch_source(
     fetcher = make_fetcher(
         manifest, endpoints=endpoints, credentials=credentials, retry=retry, manual_dir=manual_dir
     )
+    fetcher.checksums_dir = checksums_dir
     connections = max_connections or fetcher.default_connections
     fetch_log = FetchLog(
         source=manifest.id,

@@ -348,3 +348,48 @@ def resolve_below(root: Path, rel: str) -> Path | None:
     if target == root or str(target).startswith(str(root) + os.sep):
         return target
     return None
+
+
+class StaticHandler(MirrorHandler):
+    """Files and directory listings below the server root, at ``/`` (Zenodo/figshare-like static hosting)."""
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        from urllib.parse import unquote, urlsplit
+
+        url_path = unquote(urlsplit(self.path).path)
+        users = getattr(self.server, "users", None)
+        if users is not None and self.basic_auth_user(users, "static") is None:
+            return
+        target = (
+            resolve_below(self.server.root, url_path.lstrip("/")) if url_path != "/" else self.server.root
+        )
+        if target is None or not target.exists():
+            self.send_body(404, b"Not Found\n")
+            return
+        if target.is_dir():
+            if not url_path.endswith("/"):
+                self.send_redirect(url_path + "/", 301)
+                return
+            self.send_listing(target, url_path)
+            return
+        self.send_file(target, url_path)
+
+
+class StaticMirror(MirrorServer):
+    """Serve ``root`` at ``/`` with Range, listings and faults; ``users`` turns on Basic auth."""
+
+    handler_class = StaticHandler
+
+    def __init__(
+        self,
+        root: str | Path,
+        faults: Faults | None = None,
+        users: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.users = users
+        super().__init__(root, faults, host, port)
