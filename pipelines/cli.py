@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from pipelines.cli_build import build_command, status_command
 from pipelines.cli_deid import deid_app
 from pipelines.cli_sources import sources_app
 from pipelines.fetch.cli import fetch_command
@@ -18,6 +19,8 @@ app = typer.Typer(
 app.add_typer(sources_app, name="sources")
 app.add_typer(deid_app, name="deid")
 app.command("fetch")(fetch_command)
+app.command("build")(build_command)
+app.command("status")(status_command)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -133,7 +133,15 @@ def write_cinc_record(
     folder.mkdir(parents=True, exist_ok=True)
     adc = np.clip(np.round(signal_mv * GAIN_ADU_PER_MV), -32768, 32767).astype(np.int16)
     n_sig, sig_len = adc.shape
-    comments = [f"Age: {age}", f"Sex: {sex}", f"Dx: {','.join(dx_codes)}", "Rx: Unknown", "Hx: Unknown", "Sx: Unknown", *extra_comments]
+    comments = [
+        f"Age: {age}",
+        f"Sex: {sex}",
+        f"Dx: {','.join(dx_codes)}",
+        "Rx: Unknown",
+        "Hx: Unknown",
+        "Sx: Unknown",
+        *extra_comments,
+    ]
     scipy.io.savemat(str(folder / f"{record}.mat"), {"val": adc}, format="4")
     if not via_wfdb:
         (folder / f"{record}.hea").write_text(_format_header(record, adc, recorded, comments))
@@ -170,7 +178,9 @@ def _format_header(record: str, adc: np.ndarray, recorded: dt.datetime, comments
     lines = [f"{record} {n_sig} {FS_HZ} {sig_len} {recorded:%H:%M:%S} {recorded:%d/%m/%Y}"]
     checksums = adc.astype(np.int64).sum(axis=1) % 65536
     for lead, first, checksum in zip(STANDARD_12, adc[:, 0], checksums, strict=True):
-        lines.append(f"{record}.mat 16x1+24 {GAIN_ADU_PER_MV}(0)/mV 16 0 {int(first)} {int(checksum)} 0 {lead}")
+        lines.append(
+            f"{record}.mat 16x1+24 {GAIN_ADU_PER_MV}(0)/mV 16 0 {int(first)} {int(checksum)} 0 {lead}"
+        )
     lines.extend(f"# {c}" for c in comments)
     return "\n".join(lines) + "\n"
 
@@ -214,7 +224,7 @@ def write_cinc_release(
         record = f"{prefix}{number:0{width}d}"
         group = f"g{(number - 1) // 1000 + 1}"
         duration = float(rng.uniform(*durations_s)) if durations_s[0] != durations_s[1] else durations_s[0]
-        n_samples = int(round(duration * FS_HZ))
+        n_samples = round(duration * FS_HZ)
         template = bank[rng.integers(len(bank))]
         reps = int(np.ceil((n_samples + template.shape[1]) / template.shape[1]))
         tiled = np.tile(template, (1, reps))
@@ -228,7 +238,11 @@ def write_cinc_release(
         recorded = base + dt.timedelta(days=int(rng.integers(0, 3000)), seconds=int(rng.integers(0, 86400)))
         name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
         mrn = f"MRN{rng.integers(10**7, 10**8)}"
-        extra = [f"Patient: {name}", f"MRN: {mrn}", f"Recorded: {recorded:%Y-%m-%d %H:%M}"] if plant_identifiers else []
+        extra = (
+            [f"Patient: {name}", f"MRN: {mrn}", f"Recorded: {recorded:%Y-%m-%d %H:%M}"]
+            if plant_identifiers
+            else []
+        )
         write_cinc_record(
             Path(root) / "training" / folder_name / group,
             record,

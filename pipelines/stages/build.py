@@ -143,7 +143,9 @@ def plan_build(
     if fetch_log.exists():
         provenance["fetch_log_sha256"] = hashlib.sha256(fetch_log.read_bytes()).hexdigest()
     version_digest = hashlib.sha256(
-        json.dumps({k: provenance[k] for k in sorted(provenance) if k != "index_skipped"}, sort_keys=True).encode()
+        json.dumps(
+            {k: provenance[k] for k in sorted(provenance) if k != "index_skipped"}, sort_keys=True
+        ).encode()
     ).hexdigest()
     version = f"v{manifest.manifest_version}-{version_digest[:12]}"
     dataset_url = f"{out.rstrip('/')}/{manifest.id}/{version}"
@@ -172,6 +174,7 @@ def shard_context(plan: BuildPlan, key: DeidKey | None = None) -> ShardContext:
     return ShardContext(
         dataset_url=plan.dataset_url,
         item_fn=make_item_fn(plan.manifest, key),
+        source=plan.manifest.id,
         storage_options=plan.storage_options,
     )
 
@@ -268,7 +271,9 @@ def publish_build(plan: BuildPlan, records: Sequence[ShardRecord]) -> dict[str, 
 
 def write_current_pointer(plan: BuildPlan) -> None:
     """``<out>/<source>/current.json`` names the newest published version (temp + rename)."""
-    fs, path = fsspec.core.url_to_fs(f"{plan.out.rstrip('/')}/{plan.manifest.id}/{CURRENT_FILE}", **plan.storage_options)
+    fs, path = fsspec.core.url_to_fs(
+        f"{plan.out.rstrip('/')}/{plan.manifest.id}/{CURRENT_FILE}", **plan.storage_options
+    )
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
     with fs.open(tmp, "w") as fh:
         fh.write(json.dumps({"version": plan.version, "source": plan.manifest.id}, sort_keys=True))
@@ -351,6 +356,8 @@ def build_source(
         fs, path = fsspec.core.url_to_fs(plan.dataset_url, **plan.storage_options)
         if fs.exists(path):
             fs.rm(path, recursive=True)
-    records = run_shards(plan, map_shards=map_shards, backend_options=backend_options, on_result=on_result, key=key)
+    records = run_shards(
+        plan, map_shards=map_shards, backend_options=backend_options, on_result=on_result, key=key
+    )
     manifest = publish_build(plan, records)
     return summarise(plan, manifest, "built", time.perf_counter() - started)

@@ -108,7 +108,9 @@ def _read_cpsc_reference(raw_dir: Path, name: str) -> dict[str, list[str]]:
             for row in csv.reader(fh):
                 if not row or not row[0] or row[0].lower() == "recording":
                     continue
-                codes = [CPSC2018_CLASS_SNOMED[c.strip()] for c in row[1:] if c.strip() in CPSC2018_CLASS_SNOMED]
+                codes = [
+                    CPSC2018_CLASS_SNOMED[c.strip()] for c in row[1:] if c.strip() in CPSC2018_CLASS_SNOMED
+                ]
                 labels[row[0].strip()] = codes
     return labels
 
@@ -154,7 +156,9 @@ def index_ecg_source(manifest: SourceManifest, raw_dir: Path, key: DeidKey) -> I
     for record, paths, labels in entries:
         if record in seen:
             # Two files claim one record id: a stable key must be unique (TFDS rule).
-            raise IndexError_(f"source {manifest.id}: record {record} appears twice: {seen[record]} and {paths[0]}")
+            raise IndexError_(
+                f"source {manifest.id}: record {record} appears twice: {seen[record]} and {paths[0]}"
+            )
         seen[record] = paths[0]
         if table is not None:
             row = table.get(record)
@@ -197,7 +201,9 @@ def index_source(manifest: SourceManifest, raw_dir: str | os.PathLike[str], key:
         raise IndexError_(f"raw folder {root} does not exist")
     if manifest.layout is None or manifest.layout.format not in INDEXERS:
         fmt = manifest.layout.format if manifest.layout else None
-        raise NotImplementedError(f"source {manifest.id}: no indexer for format {fmt!r} yet (status: {manifest.status})")
+        raise NotImplementedError(
+            f"source {manifest.id}: no indexer for format {fmt!r} yet (status: {manifest.status})"
+        )
     return INDEXERS[manifest.layout.format](manifest, root, key)
 
 
@@ -220,7 +226,9 @@ def plan_shards(items: Iterable[Item], items_per_shard: int) -> list[ShardPlan]:
     for split in sorted(by_split, key=lambda s: (SPLITS.index(s) if s in SPLITS else len(SPLITS), s)):
         ordered = sorted(by_split[split], key=lambda it: it.item_key)
         for index, start in enumerate(range(0, len(ordered), items_per_shard)):
-            plans.append(ShardPlan(split=split, index=index, items=tuple(ordered[start : start + items_per_shard])))
+            plans.append(
+                ShardPlan(split=split, index=index, items=tuple(ordered[start : start + items_per_shard]))
+            )
     return plans
 
 
@@ -241,5 +249,7 @@ def fingerprint_inputs(paths: Sequence[str], raw_dir: str | os.PathLike[str]) ->
             for sibling in sorted(p.parent.glob(p.stem + ".*")):
                 if sibling != p and sibling.suffix not in (".part", ".tmp"):
                     s = sibling.stat()
-                    digest.update(f"{os.path.relpath(sibling.resolve(), root)}\x00{s.st_size}\x00{s.st_mtime_ns}\n".encode())
+                    digest.update(
+                        f"{os.path.relpath(sibling.resolve(), root)}\x00{s.st_size}\x00{s.st_mtime_ns}\n".encode()
+                    )
     return digest.hexdigest()

@@ -49,7 +49,9 @@ def _quarantine(item: Item, problems: list[Problem], path: str | None = None) ->
     return ItemResult(quarantine=QuarantineRecord(item_id=item.item_key, code=first.code, detail=detail))
 
 
-def process_ecg_item(item: Item, *, source: str, namespace: str, key: DeidKey, spec: Any, classes: tuple[str, ...]) -> ItemResult:
+def process_ecg_item(
+    item: Item, *, source: str, namespace: str, key: DeidKey, spec: Any, classes: tuple[str, ...]
+) -> ItemResult:
     """Read, canonicalise, de-identify and validate one ECG record.
 
     Args:
@@ -77,7 +79,9 @@ def process_ecg_item(item: Item, *, source: str, namespace: str, key: DeidKey, s
         return _quarantine(item, [exc.problem], path)
     except Exception as exc:  # a reader bug must not stop the build; it is quarantined and logged
         log.exception("unexpected error reading %s", path)
-        return _quarantine(item, [Problem("read_error", f"unexpected {type(exc).__name__} while reading")], path)
+        return _quarantine(
+            item, [Problem("read_error", f"unexpected {type(exc).__name__} while reading")], path
+        )
     if not windows:
         return _quarantine(item, [Problem("no_windows", "record shorter than the minimum window")], path)
 
@@ -104,7 +108,6 @@ def process_ecg_item(item: Item, *, source: str, namespace: str, key: DeidKey, s
                 split=item.split,
                 arrays={"signal": clean.signal, "lead_mask": clean.lead_mask},
                 row={
-                    "source": source,
                     "record_id": record_pseudonym,
                     "age_years": clean.age_years,
                     "sex": clean.sex,

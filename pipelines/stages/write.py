@@ -42,6 +42,7 @@ class ShardContext:
 
     dataset_url: str
     item_fn: ItemFn
+    source: str
     storage_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -103,7 +104,12 @@ def run_shard(plan: ShardPlan, context: ShardContext) -> ShardRecord:
             samples.extend(result.samples)
     samples.sort(key=lambda s: s.sample_id)
     written = write_shard(
-        context.dataset_url, plan.split, plan.index, samples, storage_options=context.storage_options or None
+        context.dataset_url,
+        plan.split,
+        plan.index,
+        samples,
+        storage_options=context.storage_options or None,
+        source=context.source,
     )
     shard = written.model_copy(
         update={

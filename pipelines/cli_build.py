@@ -1,0 +1,258 @@
+"""``climb build`` and ``climb status``: rebuild one source from the command line, list what is built.
+
+``climb build`` calls the same stage functions the Prefect flow calls
+(:mod:`pipelines.stages.build`); ``climb flow run`` runs them through Prefect with the same
+options (:class:`BuildOptions` is shared).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import fsspec
+import typer
+from rich.table import Table
+
+from manifests.schema import MANIFEST_FILE, ManifestError, load_catalog
+from pipelines.console import StageProgress, configure_logging, console, progress_bars
+from pipelines.stages.build import CURRENT_FILE, BuildConfig, BuildResult, build_source, plan_build
+from transforms.pseudonyms import MissingSecretError
+
+log = logging.getLogger("climb.build")
+
+
+class Backend(StrEnum):
+    local = "local"
+    dask = "dask"
+    beam = "beam"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Options shared by ``climb build`` and ``climb flow run``."""
+
+    backend: str = "local"
+    workers: int | None = None
+    dask_address: str | None = None
+    max_memory: str | None = "auto"
+    beam_runner: str = "FnApiRunner"
+    beam_options: tuple[str, ...] = ()
+
+    def backend_options(self):  # -> BackendOptions (imported lazily: Beam and Dask are heavy)
+        from pipelines.backends import BackendOptions
+
+        return BackendOptions(
+            workers=self.workers,
+            dask_address=self.dask_address,
+            max_memory=self.max_memory,
+            beam_runner=self.beam_runner,
+            beam_options=tuple(self.beam_options),
+        )
+
+    def map_shards(self):
+        if self.backend == "local":
+            return None
+        from pipelines.backends import get_backend
+
+        return get_backend(self.backend)
+
+
+def run_build(
+    source: str,
+    raw_dir: str,
+    out: str,
+    config: BuildConfig,
+    options: BuildOptions,
+    *,
+    overwrite: bool = False,
+    show_progress: bool | None = None,
+) -> BuildResult:
+    """Build one source with progress, the way the CLI does it."""
+    plan = plan_build(source, raw_dir, out, config)
+    total = len(plan.plans)
+    with progress_bars(show_progress) as bars:
+        progress = StageProgress(bars, f"{source}: shards", total, log)
+        return build_source(
+            plan.manifest,
+            raw_dir,
+            out,
+            config,
+            map_shards=options.map_shards(),
+            backend_options=options.backend_options() if options.backend != "local" else None,
+            overwrite=overwrite,
+            on_result=lambda _record: progress.advance(),
+        )
+
+
+def print_result(result: BuildResult) -> None:
+    if result.status == "up_to_date":
+        console.print(
+            f"[green]{result.source}[/]: up to date, nothing to do ({result.version}, {result.samples_out} samples)"
+        )
+        console.print(f"  {result.dataset_url}")
+        return
+    reasons = ", ".join(
+        f"{code}: {n}" for code, n in sorted(result.quarantine_reasons.items(), key=lambda kv: -kv[1])
+    )
+    console.print(
+        f"[green]{result.source}[/]: built {result.version}: {result.items_in} items -> {result.samples_out} samples, "
+        f"{result.quarantined} quarantined{f' ({reasons})' if reasons else ''}, {result.shards} shards, "
+        f"{result.bytes / 1e6:.1f} MB in {result.seconds:.1f} s ({result.items_per_s:.0f} items/s)"
+    )
+    console.print(f"  {result.dataset_url}")
+
+
+def build_command(
+    source: str = typer.Argument(..., help="Source id (see `climb sources list`), e.g. ptbxl."),
+    raw_dir: Path = typer.Option(
+        ...,
+        "--raw-dir",
+        help="The raw release folder (as `climb fetch` left it, or a --manual-dir).",
+        exists=True,
+        file_okay=False,
+    ),
+    out: str = typer.Option(
+        "build-out", "--out", help="Output root: a local path or any fsspec URL (s3://, gs://, memory://)."
+    ),
+    backend: Backend = typer.Option(
+        Backend.local, "--backend", help="Where shards run: in-process, a Dask cluster, or Apache Beam."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Worker processes for dask/beam (default: CPU count)."
+    ),
+    dask_address: str | None = typer.Option(
+        None, "--dask-address", help="Scheduler of an existing Dask cluster, tcp://host:8786."
+    ),
+    max_memory: str = typer.Option(
+        "auto", "--max-memory", help="Memory limit per Dask worker, e.g. 4GiB, or auto."
+    ),
+    beam_runner: str = typer.Option(
+        "FnApiRunner", "--runner", help="Beam runner: FnApiRunner, DataflowRunner, FlinkRunner, SparkRunner."
+    ),
+    beam_option: list[str] = typer.Option(
+        [],
+        "--beam-option",
+        help="A Beam pipeline option passed through, e.g. --beam-option=--region=europe-west4 (repeat).",
+    ),
+    items_per_shard: int = typer.Option(
+        256, "--items-per-shard", min=1, help="Items per shard (one write task each)."
+    ),
+    max_items_per_split: int | None = typer.Option(
+        None, "--max-items-per-split", min=1, help="Smoke run: keep the first N items of each split."
+    ),
+    split_policy: str | None = typer.Option(
+        None, "--split-policy", help="Override the manifest's split policy: subject_hash or climb_published."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Rebuild even if this exact version is already published."
+    ),
+    log_json: bool = typer.Option(False, "--log-json", help="Log JSON lines instead of a progress bar."),
+) -> None:
+    """Build one source: index -> transform -> de-identify -> validate -> shards + manifest.
+
+    A rerun with nothing changed does nothing and says so; a changed input, config or code
+    writes a new version beside the old one. Needs CLIMB_DEID_SECRET in the environment.
+    """
+    configure_logging(json_lines=log_json)
+    if split_policy not in (None, "subject_hash", "climb_published", "official"):
+        console.print(
+            f"[red]error:[/] unknown split policy {split_policy!r}; use subject_hash, climb_published or official"
+        )
+        raise typer.Exit(2)
+    config = BuildConfig(
+        items_per_shard=items_per_shard, max_items_per_split=max_items_per_split, split_policy=split_policy
+    )
+    options = BuildOptions(
+        backend=backend.value,
+        workers=workers,
+        dask_address=dask_address,
+        max_memory=max_memory,
+        beam_runner=beam_runner,
+        beam_options=tuple(beam_option),
+    )
+    try:
+        result = run_build(
+            source,
+            str(raw_dir),
+            out,
+            config,
+            options,
+            overwrite=overwrite,
+            show_progress=False if log_json else None,
+        )
+    except (ManifestError, MissingSecretError, NotImplementedError, ValueError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    except RuntimeError as exc:  # quarantine threshold, count mismatch, failed shard
+        console.print(f"[red]build failed:[/] {exc}")
+        raise typer.Exit(1) from None
+    print_result(result)
+
+
+def list_built(out: str) -> list[dict]:
+    """Every built dataset under ``out``: source, versions, current version, counts, and currency."""
+    fs, root = fsspec.core.url_to_fs(out)
+    rows = []
+    if not fs.exists(root):
+        return rows
+    try:
+        catalog = load_catalog()
+    except ManifestError:
+        catalog = {}
+    for source_dir in sorted(fs.ls(root, detail=False)):
+        source = source_dir.rstrip("/").rsplit("/", 1)[-1]
+        current_path = f"{source_dir}/{CURRENT_FILE}"
+        if not fs.exists(current_path):
+            continue
+        current = json.loads(fs.cat_file(current_path))["version"]
+        versions = sorted(
+            p.rstrip("/").rsplit("/", 1)[-1]
+            for p in fs.ls(source_dir, detail=False)
+            if fs.exists(f"{p}/{MANIFEST_FILE}")
+        )
+        manifest = json.loads(fs.cat_file(f"{source_dir}/{current}/{MANIFEST_FILE}"))
+        counts = manifest.get("counts", {})
+        src = catalog.get(source)
+        recorded = manifest.get("info", manifest).get("provenance", {}).get("source_manifest_sha256")
+        rows.append(
+            {
+                "source": source,
+                "current": current,
+                "versions": versions,
+                "samples": counts.get("samples_out"),
+                "quarantined": counts.get("quarantined"),
+                "manifest_current": (src is not None and recorded == src.content_hash()),
+            }
+        )
+    return rows
+
+
+def status_command(
+    out: str = typer.Option("build-out", "--out", help="Output root to inspect."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List built datasets with versions, counts and whether they match the current source manifest."""
+    rows = list_built(out)
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        console.print(f"no built datasets under {out}")
+        return
+    table = Table(title=f"built datasets under {out}")
+    for col in ("source", "current version", "versions", "samples", "quarantined", "manifest current"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(
+            row["source"],
+            row["current"],
+            str(len(row["versions"])),
+            str(row["samples"]),
+            str(row["quarantined"]),
+            "yes" if row["manifest_current"] else "[yellow]no: rebuild[/]",
+        )
+    console.print(table)
