@@ -50,6 +50,7 @@ _SourcesDirOption = typer.Option(
     SOURCES_DIR,
     "--sources-dir",
     help="Folder of source manifests (<id>.yaml).",
+    exists=True,
     file_okay=False,
 )
 _JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")

@@ -134,3 +134,19 @@ def test_show_a_good_manifest_beside_a_bad_one(runner: CliRunner, tmp_path: Path
     result = runner.invoke(app, ["sources", "show", "ptbxl", "--sources-dir", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["id"] == "ptbxl"
+
+
+def test_yaml_syntax_error_exits_2_naming_the_file(runner: CliRunner, tmp_path: Path) -> None:
+    bad = tmp_path / "ptbxl.yaml"
+    bad.write_text("id: ptbxl\nhost: {kind: physionet, access: open\n", encoding="utf-8")
+    result = runner.invoke(app, ["sources", "list", "--sources-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    message = " ".join(result.stderr.split())
+    assert f"{bad}: not valid YAML" in message
+
+
+def test_missing_sources_dir_is_a_usage_error(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["sources", "list", "--sources-dir", str(tmp_path / "absent")])
+    assert result.exit_code == 2
+    assert "Invalid value for '--sources-dir'" in result.output
