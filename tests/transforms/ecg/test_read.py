@@ -161,7 +161,7 @@ def test_base_date_and_time_become_base_datetime(tmp_path: Path) -> None:
         base_date=dt.date(2001, 2, 3), base_time=dt.time(4, 5, 6), write_dir=str(tmp_path),
     )  # fmt: skip
     raw = read_wfdb_record(tmp_path / "dated.hea")
-    assert raw.base_datetime == dt.datetime(2001, 2, 3, 4, 5, 6)  # noqa: DTZ001 (WFDB times are local, naive)
+    assert raw.base_datetime == dt.datetime(2001, 2, 3, 4, 5, 6)
 
 
 def test_invalid_sample_code_reads_as_nan_like_wfdb(tmp_path: Path) -> None:
