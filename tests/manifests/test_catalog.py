@@ -73,6 +73,31 @@ def test_manifest_loads_and_is_complete(path: Path) -> None:
         assert manifest.split.table and (REFERENCE / manifest.split.table).is_file()
 
 
+#: host.dataset formats the fetchers read (pipelines/fetch/hosts/*: module docstrings).
+DATASET_FORMATS = {
+    "kaggle": re.compile(r"^[\w.-]+/[\w.-]+$"),  # owner/slug
+    "kaggle_competition": re.compile(r"^[\w-]+$"),  # competition name
+    "github": re.compile(r"^[\w.-]+/[\w.-]+@\S+$"),  # owner/repo@ref
+    "huggingface": re.compile(r"^[\w.-]+/[\w.-]+$"),  # owner/name
+}
+#: Kinds whose host.url is an API base the fetcher knows: a web page there would break the fetch.
+API_BASE_KINDS = {"kaggle", "kaggle_competition", "github", "gdrive", "huggingface", "tcia"}
+
+
+@pytest.mark.parametrize("path", MANIFEST_FILES, ids=[p.stem for p in MANIFEST_FILES])
+def test_host_fields_fit_the_fetchers(path: Path) -> None:
+    host = load_source_manifest(path).host
+    if host.kind in API_BASE_KINDS:
+        assert host.url is None, f"{path.name}: host.url of a {host.kind} host is its API base; leave it null"
+    if host.kind in DATASET_FORMATS:
+        assert host.dataset and DATASET_FORMATS[host.kind].match(host.dataset), (path.name, host.dataset)
+    if host.kind == "physionet":
+        assert host.url and re.match(r"^https://physionet\.org/files/[\w.-]+/[\w.]+/$", host.url), host.url
+        assert host.checksums == "SHA256SUMS.txt"
+    if host.kind in {"https", "zenodo", "figshare", "mendeley"}:
+        assert host.url and host.url.startswith("https://"), (path.name, host.url)
+
+
 def test_catalog_has_exactly_the_45_climb_sources(catalog: dict[str, SourceManifest]) -> None:
     assert set(catalog) == CLIMB_IDS
     assert len(CLIMB_IDS) == 45
