@@ -109,6 +109,11 @@ _US_SOP_CLASSES = frozenset(
     }
 )
 
+#: Attributes that name a coding scheme or mapping resource (PS3.3 Table 8.8-1, Code Sequence
+#: Macro): their UIDs (SNOMED CT's 2.16.840.1.113883.6.96, LOINC's...) identify no one and are
+#: kept even though pydicom's registry, which lists only DICOM's own UIDs, does not know them.
+SCHEME_UID_TAGS = frozenset({0x0008010C, 0x00080117, 0x00080118})
+
 #: This implementation, written as the Implementation Class UID of every file we write.
 IMPLEMENTATION_CLASS_UID = "2.25.229379497862126018936129406458232469041"
 IMPLEMENTATION_VERSION_NAME = "CLIMB_DEID_1"
@@ -235,6 +240,8 @@ def _collect_identifying(ds: Dataset, profile: ResolvedProfile, strings: set[str
         if elem.tag.is_private or elem.VR in ("SQ", "UN"):
             continue
         if elem.VR == "UI":
+            if tag in SCHEME_UID_TAGS:
+                continue
             for uid in _values_of(elem):
                 clean = uid.strip().rstrip("\x00")
                 if clean and not is_well_known_uid(clean):
@@ -416,6 +423,9 @@ def _deidentify_level(ds: Dataset, ctx: _Context, depth: int) -> None:
         if tag.element == 0:
             del ds[tag]
             ctx.actions["X:group_length"] += 1
+            continue
+        if itag in SCHEME_UID_TAGS:
+            ctx.actions["K:scheme_uid"] += 1
             continue
         if itag == TAG_PATIENT_NAME:
             ids = sibling_id

@@ -14,7 +14,7 @@ Given original and de-identified datasets, :func:`check_corpus` reports:
   option;
 - ``unshifted_date`` / ``inconsistent_date_shift``: a DA/DT still equal to the original, or
   dates of one patient moved by different amounts;
-- ``age_over_89``: an AS above 89 years;
+- ``age_over_89``: an AS above the HIPAA cap (ages over 89 are written as ``090Y``);
 - ``identifying_text``: a string from the original's identifying attributes (names and their
   components, IDs, addresses, institution and device names...) inside any element of the
   output, private and UN included, searched in the value bytes;
@@ -56,6 +56,9 @@ TRANSFER_SYNTAX_TAG = 0x00020010
 #: Implementation Class UID (0002,0012) names the application that wrote the file (PS3.10 §7.1):
 #: a new writer rightly puts its own there, so it is no instance mapping.
 WRITER_TAGS = frozenset({TRANSFER_SYNTAX_TAG, 0x00020012})
+#: Coding Scheme UID, Context UID, Mapping Resource UID (PS3.3 Table 8.8-1): they name coding
+#: schemes (SNOMED CT, LOINC...), not people or studies, and DICOM's UID registry lacks them.
+SCHEME_TAGS = frozenset({0x0008010C, 0x00080117, 0x00080118})
 REFERENCE_TARGET_KEYWORDS = ("SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID", "FrameOfReferenceUID")
 _UID_TOKEN = re.compile(r"[0-9][0-9.]*[0-9]")
 _UID_IN_BYTES = re.compile(rb"[0-9]+(?:\.[0-9]+){3,}")
@@ -183,7 +186,7 @@ def original_uids(ds: Dataset) -> set[str]:
     """Non-well-known UIDs in the original, private and bytes included (Transfer Syntax excepted)."""
     found: set[str] = set()
     for path, elem in walk(ds):
-        if path[-1] == TRANSFER_SYNTAX_TAG or int(elem.tag) in BULK_TAGS:
+        if path[-1] == TRANSFER_SYNTAX_TAG or int(elem.tag) in BULK_TAGS or int(elem.tag) in SCHEME_TAGS:
             continue
         if elem.VR == "UI":
             found.update(u for u in _norm(_strings(elem)) if u)
@@ -220,10 +223,11 @@ def _identifying_regex(strings: set[str]) -> re.Pattern[str] | None:
 
 def check_pair(
     name: str, original: Dataset, deidentified: Dataset, table: Table
-) -> tuple[list[Finding], list[tuple[str, str, str]]]:
-    """Findings for one file, and the (path, original UID, new UID) pairs seen aligned."""
+) -> tuple[list[Finding], list[tuple[str, str, str]], set[int]]:
+    """Findings for one file, the (path, original UID, new UID) pairs seen aligned, and the
+    day shifts seen between original and de-identified full dates."""
     findings: list[Finding] = []
-    out_by_path = {path: elem for path, elem in walk(deidentified)}
+    out_by_path = dict(walk(deidentified))
     uid_pairs: list[tuple[str, str, str]] = []
     deltas: set[int] = set()
     meta = getattr(original, "file_meta", None)
@@ -281,7 +285,9 @@ def check_pair(
             findings.append(Finding("identifying_text", name, _path_text(path), hit.group(0)))
         if elem.VR == "AS":
             for value in _norm(_strings(elem)):
-                if value.endswith("Y") and value[:-1].isdigit() and int(value[:-1]) > 89:
+                if (
+                    value.endswith("Y") and value[:-1].isdigit() and int(value[:-1]) > 90
+                ):  # 090Y is the cap itself
                     findings.append(Finding("age_over_89", name, _path_text(path), value))
 
     if str(deidentified.get("PatientIdentityRemoved", "")).strip().upper() != "YES":
@@ -300,7 +306,7 @@ def check_pair(
             )
         if "113107" not in codes:
             findings.append(Finding("missing_marker", name, "(0012,0064)", "113107 Modified Dates code"))
-    return findings, uid_pairs
+    return findings, uid_pairs, deltas
 
 
 # --------------------------------------------------------------------------- across the set
@@ -318,9 +324,11 @@ def check_corpus(
     findings: list[Finding] = []
     forward: dict[str, set[str]] = defaultdict(set)
     backward: dict[str, set[str]] = defaultdict(set)
+    shifts_by_patient: dict[str, set[int]] = defaultdict(set)
     for name, original, deidentified in pairs:
-        pair_findings, uid_pairs = check_pair(name, original, deidentified, table)
+        pair_findings, uid_pairs, deltas = check_pair(name, original, deidentified, table)
         findings += pair_findings
+        shifts_by_patient[_top(deidentified, "PatientID")].update(deltas)
         for _where, before, after in uid_pairs:
             forward[before].add(after)
             backward[after].add(before)
@@ -331,6 +339,10 @@ def check_corpus(
         if len(befores) > 1:
             findings.append(Finding("uid_mapping_inconsistent", "*", "-", f"{sorted(befores)} -> {after}"))
 
+    for patient, shifts in shifts_by_patient.items():
+        if patient and len(shifts) > 1:
+            findings.append(Finding("inconsistent_date_shift", "*", patient, f"day shifts {sorted(shifts)}"))
+
     # references: a UID that named an object of the set must name the same object's new UID
     targets: dict[str, str] = {}
     for _name, original, deidentified in pairs:
@@ -339,9 +351,13 @@ def check_corpus(
             if before:
                 targets[before] = after
     for name, original, deidentified in pairs:
-        out_by_path = {path: elem for path, elem in walk(deidentified)}
+        out_by_path = dict(walk(deidentified))
         for path, elem in walk(original):
-            if elem.VR != "UI" or (len(path) < 2 and elem.keyword in REFERENCE_TARGET_KEYWORDS):
+            if (
+                elem.VR != "UI"
+                or path[0] == "meta"
+                or (len(path) < 2 and elem.keyword in REFERENCE_TARGET_KEYWORDS)
+            ):
                 continue
             for index, value in enumerate(_norm(_strings(elem))):
                 if value not in targets:
