@@ -235,21 +235,26 @@ def plan_shards(items: Iterable[Item], items_per_shard: int) -> list[ShardPlan]:
 def fingerprint_inputs(paths: Sequence[str], raw_dir: str | os.PathLike[str]) -> str:
     """sha256 over (relative path, size, mtime_ns) of every input file: cheap change detection.
 
-    A verified fetch log (sha256 per file) is the stronger fingerprint and is used in the
+    Each entry path brings its siblings with the same stem (a ``.hea`` brings its ``.mat`` or
+    ``.dat`` files). Each folder is listed once, so the cost is one ``stat`` per file.
+    A verified fetch log (sha256 per file) is the stronger fingerprint and is part of the
     version when present; this stat-based one catches edits, additions and removals.
     """
     root = Path(raw_dir).resolve()
+    stems_by_dir: dict[Path, set[str]] = {}
+    for path in paths:
+        p = Path(path).resolve()
+        stems_by_dir.setdefault(p.parent, set()).add(p.stem)
+    entries: list[str] = []
+    for folder, stems in stems_by_dir.items():
+        with os.scandir(folder) as listing:
+            for entry in listing:
+                stem = entry.name.split(".", 1)[0]
+                if stem in stems and entry.is_file() and not entry.name.endswith((".part", ".tmp")):
+                    stat = entry.stat()
+                    rel = os.path.relpath(os.path.join(folder, entry.name), root)
+                    entries.append(f"{rel}\x00{stat.st_size}\x00{stat.st_mtime_ns}\n")
     digest = hashlib.sha256()
-    for path in sorted(paths):
-        p = Path(path)
-        stat = p.stat()
-        rel = os.path.relpath(p.resolve(), root)
-        digest.update(f"{rel}\x00{stat.st_size}\x00{stat.st_mtime_ns}\n".encode())
-        if p.suffix == ".hea":
-            for sibling in sorted(p.parent.glob(p.stem + ".*")):
-                if sibling != p and sibling.suffix not in (".part", ".tmp"):
-                    s = sibling.stat()
-                    digest.update(
-                        f"{os.path.relpath(sibling.resolve(), root)}\x00{s.st_size}\x00{s.st_mtime_ns}\n".encode()
-                    )
+    for line in sorted(entries):
+        digest.update(line.encode())
     return digest.hexdigest()
