@@ -5,7 +5,10 @@
 
 1. **Leads.** Channels are matched to :data:`STANDARD_12` by name, ignoring case (``avr``,
    ``AVR``, ``aVR``); leads the record lacks become zero rows with ``lead_mask`` False. Other
-   channels (Frank ``vx``/``vy``/``vz``, ``MLII``) are left out.
+   channels (Frank ``vx``/``vy``/``vz``, ``MLII``) are left out. A lead whose every sample is
+   the same value was not recorded (some Ningbo records in CinC 2021, e.g. ``JS20004``, store
+   V2, V4 and V6 as all zeros): it is treated as absent too, and named in ``constant_leads``,
+   rather than quarantining the nine real leads beside it.
 2. **Rate.** Any source rate is resampled to the spec's rate with
    ``scipy.signal.resample_poly`` (a Kaiser-windowed FIR anti-aliasing filter, zero phase),
    using the exact rational ratio of the two rates.
@@ -100,7 +103,8 @@ class EcgSpec:
         leads: output leads, in order; each a name of :data:`STANDARD_12`.
         window_s: window length, seconds; ``window_s * sampling_rate_hz`` must be whole.
         window_policy: ``"tile"`` (every window, see the module docstring) or ``"first"``.
-        min_tail_s: shortest trailing remainder (and shortest record) kept as a padded window, s.
+        min_tail_s: shortest trailing remainder (and shortest record) kept as a padded window, s;
+            None (the default) means half a window (5 s for 10 s windows).
         dtype: stored sample type; only ``"int16"``.
         units: stored units; only ``"uV"``.
 
@@ -112,7 +116,7 @@ class EcgSpec:
     leads: tuple[str, ...] = STANDARD_12
     window_s: float = 10.0
     window_policy: str = "tile"
-    min_tail_s: float = 5.0
+    min_tail_s: float | None = None
     dtype: str = "int16"
     units: str = "uV"
 
@@ -140,6 +144,8 @@ class EcgSpec:
                 f"window_s * sampling_rate_hz must be a whole number of samples, got {self.window_s} * "
                 f"{self.sampling_rate_hz} = {n}"
             )
+        if self.min_tail_s is None:
+            object.__setattr__(self, "min_tail_s", self.window_s / 2)
         if self.window_policy not in WINDOW_POLICIES:
             raise ValueError(
                 f"window_policy must be one of {list(WINDOW_POLICIES)}, got {self.window_policy!r}"
@@ -161,6 +167,7 @@ class EcgSpec:
     @property
     def min_tail_samples(self) -> int:
         """Samples a remainder needs to become a window."""
+        assert self.min_tail_s is not None  # resolved in __post_init__
         return math.ceil(self.min_tail_s * self.sampling_rate_hz - 1e-9)
 
     def to_dict(self) -> dict[str, Any]:
@@ -244,6 +251,7 @@ class EcgSample:
         valid_length: samples of ``signal`` that are data; the rest (to the end) are zero padding.
         dropped_tail_s: seconds at the record's end that no window holds (same in every window).
         clipped_samples: samples of this window clipped to ±32767 µV, all leads together.
+        constant_leads: leads the file holds but with one value throughout, treated as absent.
         source_saturation: float32, shape like ``lead_mask``: fraction of this window's source
             samples at the source ADC's extreme codes (0 where the reader gave no ADC limits).
         age_years: patient age, None when unknown.
@@ -265,6 +273,7 @@ class EcgSample:
     valid_length: int
     dropped_tail_s: float = 0.0
     clipped_samples: int = 0
+    constant_leads: tuple[str, ...] = ()
     source_saturation: np.ndarray | None = None
     age_years: float | None = None
     sex: str | None = None
@@ -357,7 +366,8 @@ def canonicalise(raw: RawEcg, spec: EcgSpec) -> list[EcgSample]:
     Raises:
         ItemError: ``no_leads`` when no channel is one of the spec's leads; ``non_finite``
             when a used lead holds NaN or infinity (invalid samples in the file, a bad gain);
-            ``record_too_short`` when the record is shorter than ``spec.min_tail_s``.
+            ``record_too_short`` when the record is shorter than ``spec.min_tail_s``; ``no_leads``
+            also when every lead is constant.
     """
     index = lead_index(raw.lead_names, spec.leads)
     present = [i for i in index if i is not None]
@@ -373,6 +383,18 @@ def canonicalise(raw: RawEcg, spec: EcgSpec) -> list[EcgSample]:
         raise ItemError(
             "non_finite", f"{n_bad} samples of the used leads are NaN or infinite (invalid samples or gain)"
         )
+    # A lead with one value throughout was not recorded: absent, and named (module docstring).
+    constant_leads: tuple[str, ...] = ()
+    if used.shape[1]:
+        flat = used.max(axis=1) == used.min(axis=1)
+        if flat.any():
+            dropped = {present[j] for j in np.flatnonzero(flat)}
+            constant_leads = tuple(lead for lead, i in zip(spec.leads, index, strict=True) if i in dropped)
+            index = [None if i in dropped else i for i in index]
+            present = [i for i in index if i is not None]
+            used = used[~flat]
+            if not present:
+                raise ItemError("no_leads", "every standard lead of the record holds one constant value")
     fs_out = spec.sampling_rate_hz
     resampled = resample_to_rate(used, raw.fs_hz, fs_out)
     n_out = resampled.shape[1]
@@ -422,6 +444,7 @@ def canonicalise(raw: RawEcg, spec: EcgSpec) -> list[EcgSample]:
                 valid_length=valid,
                 dropped_tail_s=dropped_tail_s,
                 clipped_samples=int(np.count_nonzero(over[:, start : start + valid])),
+                constant_leads=constant_leads,
                 source_saturation=sat,
                 age_years=raw.age_years,
                 sex=raw.sex,

@@ -118,11 +118,15 @@ def test_cinc_samples_at_500_hz_are_rounded_microvolts(header: Path) -> None:
     raw = read_wfdb_record(header)
     (window,) = canonicalise(raw, SPEC)
     assert window.signal.dtype == np.int16 and window.signal.shape == (12, 5000)
-    assert window.lead_mask.all()
     rec = wfdb.rdrecord(str(header.with_suffix("")))
     for k, lead in enumerate(STANDARD_12):
-        expected = np.rint(rec.p_signal[:, rec.sig_name.index(lead)] * 1000.0)
-        np.testing.assert_array_equal(window.signal[k], np.clip(expected, -32767, 32767))
+        column = rec.p_signal[:, rec.sig_name.index(lead)]
+        if np.ptp(column) == 0:  # not recorded (some Ningbo records): absent, named, zeros
+            assert not window.lead_mask[k] and lead in window.constant_leads
+            assert not window.signal[k].any()
+            continue
+        assert window.lead_mask[k]
+        np.testing.assert_array_equal(window.signal[k], np.clip(np.rint(column * 1000.0), -32767, 32767))
     assert (window.window_index, window.n_windows, window.valid_length, window.dropped_tail_s) == (
         0,
         1,
@@ -158,6 +162,19 @@ def test_missing_leads_are_masked_zero_rows() -> None:
     assert window.lead_mask.tolist() == expected_mask
     assert not window.signal[~window.lead_mask].any()
     np.testing.assert_array_equal(window.signal[6], np.rint(raw.signal[2]))  # V1
+
+
+def test_constant_leads_of_real_ningbo_records_are_masked() -> None:
+    raw = read_wfdb_record(ECG / "cinc2021" / "JS20004.hea")
+    (window,) = canonicalise(raw, SPEC)
+    assert window.constant_leads == ("V2", "V4", "V6")
+    assert window.lead_mask.sum() == 9
+
+
+def test_record_with_only_constant_leads_has_no_leads() -> None:
+    with pytest.raises(ItemError) as info:
+        canonicalise(raw_from(np.full((12, 5000), 7.0), 500), SPEC)
+    assert info.value.problem.code == "no_leads"
 
 
 def test_no_standard_lead_is_an_item_error() -> None:

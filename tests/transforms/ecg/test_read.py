@@ -40,7 +40,7 @@ def test_every_sample_file_is_covered() -> None:
     assert all(h.is_file() for h in WFDB_HEADERS)
 
 
-@pytest.mark.parametrize("header", CINC_HEADERS + WFDB_HEADERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("header", [*CINC_HEADERS, *WFDB_HEADERS], ids=lambda p: p.stem)
 def test_wfdb_samples_match_wfdb_python(header: Path) -> None:
     raw = read_wfdb_record(header)
     expected, rec = reference_uv(header)
