@@ -81,6 +81,7 @@ from transforms.dicom.profile import (
     ResolvedProfile,
     resolve_profile,
 )
+from transforms.dicom.read import read_int
 from transforms.problems import ItemError
 from transforms.pseudonyms import DeidKey, SubjectKeys, derive_subject_keys
 
@@ -526,9 +527,9 @@ def mask_burned_in(ds: Dataset, rectangles: tuple[tuple[float, float, float, flo
             "undecodable_pixels",
             f"pixel data cannot be decoded for masking (transfer syntax {syntax}): {type(exc).__name__}",
         ) from exc
-    rows, cols = int(ds.Rows), int(ds.Columns)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    rows, cols = read_int(ds, "Rows", 0), read_int(ds, "Columns", 0)
+    frames = read_int(ds, "NumberOfFrames", 1)
+    samples = read_int(ds, "SamplesPerPixel", 1)
     view = arr if frames > 1 else arr[np.newaxis]
     for x0, y0, x1, y1 in rectangles:
         r0, r1 = round(y0 * rows), round(y1 * rows)
