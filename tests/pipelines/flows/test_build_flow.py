@@ -1,0 +1,63 @@
+"""The Prefect ``build_source``/``build_corpus`` flows against a real (temporary) Prefect server."""
+
+from __future__ import annotations
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.testing.utilities import prefect_test_harness
+
+from manifests import open_dataset
+from pipelines.demo.ecg_release import write_cinc_release
+from pipelines.flows.build import build_corpus, build_source
+
+
+@pytest.fixture(scope="module")
+def prefect_server():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="module")
+def raw_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("raw")
+    write_cinc_release(root / "georgia", "georgia", 8, seed=3)
+    write_cinc_release(root / "cpsc2018", "cpsc2018", 5, seed=4, durations_s=(6.0, 25.0))
+    return root
+
+
+def test_build_source_flow_builds_then_hits_the_cache(prefect_server, raw_root, tmp_path):
+    out = str(tmp_path / "out")
+    config = {"items_per_shard": 3}
+    first = build_source("georgia", out, raw_dir=str(raw_root / "georgia"), config=config)
+    assert first["status"] == "built" and first["cached"] is False
+    assert first["items_in"] == 8 and first["samples_out"] + first["quarantined"] == 8
+    dataset = open_dataset(first["dataset_url"])
+    assert sum(len(dataset.split(s)) for s in dataset.splits) == first["samples_out"]
+
+    second = build_source("georgia", out, raw_dir=str(raw_root / "georgia"), config=config)
+    assert second["cached"] is True
+    assert second["version"] == first["version"]
+
+    # A config change is a new version: no cache hit.
+    third = build_source("georgia", out, raw_dir=str(raw_root / "georgia"), config={"items_per_shard": 2})
+    assert third["cached"] is False and third["version"] != first["version"]
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["build-georgia"]))
+        )
+    assert artifacts, "no build-georgia artifact"
+    assert "quarantine share" in artifacts[0].data and first["version"] in "".join(a.data for a in artifacts)
+
+
+def test_build_corpus_fans_out(prefect_server, raw_root, tmp_path):
+    out = str(tmp_path / "out")
+    results = build_corpus(
+        out, sources=["georgia", "cpsc2018"], raw_root=str(raw_root), config={"items_per_shard": 4}
+    )
+    assert set(results) == {"georgia", "cpsc2018"}
+    assert results["georgia"]["items_in"] == 8
+    assert results["cpsc2018"]["items_in"] == 5
+    # CPSC records of 6-25 s give one or more 10 s windows each.
+    assert results["cpsc2018"]["samples_out"] >= 5
