@@ -159,6 +159,130 @@ def shard_metadata(files: Mapping[str, bytes], ref: ShardRef) -> dict[str, Any]:
     return meta["attributes"][SHARD_ATTRS_KEY]
 
 
+_MISSING_CHUNK = np.uint64(2**64 - 1)
+
+
+def _chunk_decoder(
+    codecs: Sequence[Mapping[str, Any]], dtype: np.dtype, chunk_nbytes: int
+) -> Callable[[bytes], Any] | None:
+    """A bytes→bytes decoder for the inner codecs this writer uses, or ``None`` (then zarr decodes)."""
+    if not codecs or codecs[0].get("name") != "bytes":
+        return None
+    endian = (codecs[0].get("configuration") or {}).get("endian", "little")
+    if dtype.itemsize > 1 and endian != "little":
+        return None
+    rest = list(codecs[1:])
+    if not rest:
+        return lambda data: data
+    if len(rest) != 1:
+        return None
+    name = rest[0]["name"]
+    if name == "zstd":
+        try:
+            import zstandard  # releases the GIL while decompressing
+
+            def decode_zstd(data: bytes) -> bytes:
+                return zstandard.ZstdDecompressor().decompress(data, max_output_size=chunk_nbytes)
+
+            return decode_zstd
+        except ImportError:  # pragma: no cover - numcodecs is the fallback
+            from numcodecs import Zstd
+
+            return Zstd().decode
+    if name == "blosc":
+        from numcodecs import Blosc
+
+        return Blosc().decode
+    return None
+
+
+def decode_sharded_array(array_meta: Mapping[str, Any], shard_bytes: bytes) -> np.ndarray | None:
+    """Decode a whole single-shard Zarr v3 array from its shard file bytes, without zarr.
+
+    Handles what this writer produces (one shard covering the array, inner chunks split only along
+    axis 0, ``bytes`` + optional ``zstd``/``blosc``, index at the end with ``crc32c``); returns
+    ``None`` for anything else, and the caller falls back to zarr. Each inner chunk is
+    decompressed straight into its rows of the output (the GIL is released while decompressing,
+    so a thread pool decodes shards in parallel).
+
+    Returns:
+        The array, shape ``array_meta["shape"]``, dtype ``array_meta["data_type"]``.
+    """
+    try:
+        shape = tuple(array_meta["shape"])
+        dtype = np.dtype(array_meta["data_type"])
+        (codec,) = array_meta["codecs"]
+        if codec["name"] != "sharding_indexed":
+            return None
+        conf = codec["configuration"]
+        shard_shape = tuple(array_meta["chunk_grid"]["configuration"]["chunk_shape"])
+        chunk = tuple(conf["chunk_shape"])
+        index_codecs = [c["name"] for c in conf["index_codecs"]]
+    except (KeyError, TypeError, ValueError):
+        return None
+    if (
+        conf.get("index_location", "end") != "end"
+        or index_codecs != ["bytes", "crc32c"]
+        or any(s < a for s, a in zip(shard_shape, shape, strict=True))
+        or chunk[1:] != shard_shape[1:]
+        or array_meta.get("fill_value") not in (0, False, 0.0)
+    ):
+        return None
+    n_chunks = -(-shard_shape[0] // chunk[0]) if shape else 1
+    row_items = int(np.prod(chunk[1:], dtype=np.int64)) if len(chunk) > 1 else 1
+    chunk_nbytes = int(chunk[0]) * row_items * dtype.itemsize if shape else dtype.itemsize
+    decode = _chunk_decoder(conf["codecs"], dtype, chunk_nbytes)
+    if decode is None:
+        return None
+    index_nbytes = n_chunks * 16 + 4
+    if len(shard_bytes) < index_nbytes:
+        raise ValueError(
+            f"shard file of {len(shard_bytes)} bytes is shorter than its index ({index_nbytes} bytes)"
+        )
+    index = np.frombuffer(
+        shard_bytes, dtype="<u8", count=n_chunks * 2, offset=len(shard_bytes) - index_nbytes
+    )
+    out = np.zeros(shape, dtype=dtype)
+    flat = out.reshape(-1).view(np.uint8) if out.size else out.view(np.uint8)
+    rows = shape[0] if shape else 1
+    for k in range(n_chunks):
+        offset, nbytes = index[2 * k], index[2 * k + 1]
+        if offset == _MISSING_CHUNK:
+            continue
+        data = decode(memoryview(shard_bytes)[int(offset) : int(offset + nbytes)])
+        first = k * chunk[0] if shape else 0
+        take = min(chunk[0], rows - first) if shape else 1
+        if take <= 0:
+            continue
+        want = take * row_items * dtype.itemsize
+        src = np.frombuffer(data, dtype=np.uint8, count=want)
+        start = first * row_items * dtype.itemsize
+        flat[start : start + want] = src
+    return out
+
+
+def _decode_array(files: Mapping[str, bytes], prefix: str, path: str) -> np.ndarray:
+    import zarr
+    from zarr.core.buffer import default_buffer_prototype
+
+    meta = json.loads(files[f"{prefix}{path}/zarr.json"])
+    shard_key = (
+        f"{prefix}{path}/c/" + "/".join("0" for _ in meta["shape"]) if meta["shape"] else f"{prefix}{path}/c"
+    )
+    if shard_key in files:
+        fast = decode_sharded_array(meta, files[shard_key])
+        if fast is not None:
+            return fast
+    proto = default_buffer_prototype()
+    store_dict = {
+        rel[len(prefix) :]: proto.buffer.from_bytes(data)
+        for rel, data in files.items()
+        if rel.startswith(prefix)
+    }
+    store = zarr.storage.MemoryStore(store_dict)
+    return zarr.open_array(store=store, path=path, mode="r", zarr_format=3)[...]
+
+
 def decode_shard(
     ref: ShardRef,
     files: Mapping[str, bytes],
@@ -175,31 +299,20 @@ def decode_shard(
         arrays: array names to decode (``None``: all).
         columns: row columns to read (``None``: all; empty: none).
     """
-    import zarr
-    from zarr.core.buffer import default_buffer_prototype
-
     prefix = ref.files["arrays"].rstrip("/") + "/"
     meta = shard_metadata(files, ref)
     names = list(meta["arrays"]) if arrays is None else list(arrays)
-    proto = default_buffer_prototype()
-    store_dict = {
-        rel[len(prefix) :]: proto.buffer.from_bytes(data)
-        for rel, data in files.items()
-        if rel.startswith(prefix)
-    }
     decoded: dict[str, Any] = {}
     if names and ref.samples:
-        store = zarr.storage.MemoryStore(store_dict)
         for name in names:
             info = meta["arrays"][name]
             if info["layout"] == "fixed":
-                decoded[name] = zarr.open_array(store=store, path=name, mode="r", zarr_format=3)[...]
+                decoded[name] = _decode_array(files, prefix, name)
             else:
-                parts = [
-                    zarr.open_array(store=store, path=f"{name}/{part}", mode="r", zarr_format=3)[...]
+                decoded[name] = tuple(
+                    _decode_array(files, prefix, f"{name}/{part}")
                     for part in (RAGGED_VALUES, RAGGED_OFFSETS, RAGGED_SHAPES)
-                ]
-                decoded[name] = tuple(parts)
+                )
     rows = None
     if columns is None or len(columns):
         rows = pq.read_table(
@@ -272,6 +385,15 @@ class Dataset:
         self.splits: tuple[str, ...] = tuple(
             sorted(self._refs, key=lambda s: SPLITS.index(s) if s in SPLITS else len(SPLITS))
         )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{s}={sum(r.samples for r in self._refs[s])}" for s in self.splits)
@@ -391,6 +513,16 @@ class SplitView:
         self.row_columns = list(dataset.row_columns if columns is None else columns)
         self.indices = indices  # sorted global positions kept by a filter, or None for all
         self._cache: OrderedDict[int, _RandomAccessShard] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_cache"] = OrderedDict()
+        state.pop("_cache_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
         self._cache_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -548,10 +680,21 @@ class SplitView:
         return numpy_batches(self, batch_size, **kwargs)
 
     def torch(self, batch_size: int, **kwargs: Any) -> Any:
-        """A PyTorch ``IterableDataset`` of collated batches; see :class:`manifests.stream.TorchStream`."""
+        """A PyTorch ``IterableDataset`` of collated batches; see :class:`manifests.stream.TorchStream`.
+
+        Keyword arguments: ``shuffle, seed, epoch, rank, world_size, drop_last, lanes, block_shards,
+        prefetch_shards, decode_threads, start_batch``. Use it with ``DataLoader(ds, batch_size=None)``,
+        or use :meth:`loader`, which also resumes exactly.
+        """
         from manifests.stream import TorchStream
 
         return TorchStream(self, batch_size, **kwargs)
+
+    def loader(self, batch_size: int, **kwargs: Any) -> Any:
+        """A resumable DataLoader of collated (pinned on CUDA) batches; see :class:`manifests.stream.StreamLoader`."""
+        from manifests.stream import StreamLoader
+
+        return StreamLoader(self, batch_size, **kwargs)
 
 
 def open_dataset(url: str, *, storage_options: dict | None = None, verify: bool = False) -> Dataset:

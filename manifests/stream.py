@@ -1,0 +1,584 @@
+"""Stream a split to a training loop: deterministic, elastic, resumable, whole-shard reads.
+
+The epoch's order is a pure function of ``(seed, epoch, shard sizes, global batch size, lanes,
+block_shards)``; it never depends on the number of ranks or DataLoader workers.
+
+**The global order** (computed identically by every rank and worker):
+
+1. the split's non-empty shards are shuffled with a generator seeded by ``(seed, epoch)``;
+2. they are dealt to ``lanes`` lanes, each shard to the lane holding the fewest samples so far
+   (balanced lanes end together, so no lane runs dry early);
+3. within a lane, shards are grouped into blocks of ``block_shards`` consecutive shards and the
+   samples of each block are shuffled (a block is what a reader keeps decoded at once);
+4. global batches of ``global_batch_size = batch_size * world_size`` are taken round-robin from
+   the lanes (batch ``g`` from lane ``g % lanes``) while every lane has a whole batch left; what
+   remains of all lanes is concatenated and cut into batches; the last batch may be partial
+   (``drop_last=False``) or dropped.
+
+**Partitioning.** Rank ``r`` gets slice ``r`` of every global batch (a partial last batch is split
+as evenly as possible, so every rank yields the same number of batches and none hangs in a
+collective; when fewer samples than ranks remain, some ranks get an *empty* final batch rather than
+a duplicated sample). Within a rank, DataLoader worker ``w`` of ``W`` produces the rank's batches
+``j`` with ``(j - start) % W == w``: PyTorch's DataLoader yields worker outputs round-robin, so the
+rank sees the same batch sequence for any ``W``. When ``W`` divides ``lanes``, each worker reads
+only its own lanes' shards, so every shard is read and decoded once per rank per epoch.
+
+**Resume.** The state is ``(seed, epoch, batches consumed)``; a resumed stream skips the consumed
+global batches by arithmetic (nothing is read) and continues with exactly the batches the
+interrupted run would have produced, for any worker count, and for any world size with the same
+global batch size.
+
+**Reading.** A worker knows its whole batch list up front, so it knows which shards it needs and
+in what order; a thread pool reads and decodes the next ``prefetch_shards`` shards (whole files,
+one GET each; decompression releases the GIL) while batches are collated from the current ones,
+and a shard is dropped right after its last use. Collation gathers samples with NumPy fancy
+indexing (no per-sample Python for fixed-shape arrays and numeric columns). Batches are dicts:
+fixed arrays ``(B, ...)``, ragged arrays and non-numeric columns as lists.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    from manifests.reader import ShardData, ShardRef, SplitView
+
+#: Default number of lanes (see the module docstring): 2, 4, 8 and 16 workers per rank read
+#: disjoint shards.
+DEFAULT_LANES = 16
+_SHIFT = np.int64(32)
+_MASK = np.int64((1 << 32) - 1)
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """The global order of one epoch.
+
+    Attributes:
+        codes: int64 (N,), every kept sample once: ``shard_slot << 32 | offset_in_shard``.
+        bounds: int64 (G + 1,), global batch ``g`` is ``codes[bounds[g]:bounds[g + 1]]``.
+        global_batch_size: samples per full global batch.
+    """
+
+    codes: np.ndarray
+    bounds: np.ndarray
+    global_batch_size: int
+
+    @property
+    def num_batches(self) -> int:
+        return len(self.bounds) - 1
+
+    def rank_batch(self, g: int, rank: int, world_size: int) -> np.ndarray:
+        """The codes of rank ``rank``'s part of global batch ``g`` (possibly empty on a partial batch)."""
+        lo, hi = int(self.bounds[g]), int(self.bounds[g + 1])
+        size = hi - lo
+        base, extra = divmod(size, world_size)
+        start = lo + rank * base + min(rank, extra)
+        return self.codes[start : start + base + (1 if rank < extra else 0)]
+
+
+def _check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def plan_epoch(
+    shard_offsets: Sequence[np.ndarray],
+    *,
+    global_batch_size: int,
+    seed: int = 0,
+    epoch: int = 0,
+    shuffle: bool = True,
+    lanes: int = DEFAULT_LANES,
+    block_shards: int = 1,
+    drop_last: bool = False,
+) -> EpochPlan:
+    """Compute the global order of one epoch (see the module docstring).
+
+    Args:
+        shard_offsets: for each shard slot, the in-shard offsets to stream (int64).
+        global_batch_size: ``batch_size * world_size``.
+        seed, epoch: the shuffle's seed; the same pair gives the same order everywhere.
+        shuffle: ``False`` streams shards in order, samples in shard order (lanes still interleave).
+        lanes: number of lanes (1 = one global sequence).
+        block_shards: shards whose samples are shuffled together within a lane.
+        drop_last: drop a final partial global batch.
+
+    Examples:
+        >>> plan = plan_epoch([np.arange(3), np.arange(2)], global_batch_size=2, shuffle=False, lanes=1)
+        >>> [list(plan.codes[plan.bounds[g]:plan.bounds[g + 1]] & 0xFFFFFFFF) for g in range(plan.num_batches)]
+        [[0, 1], [2, 0], [1]]
+    """
+    gbs = _check_positive_int("global_batch_size", global_batch_size)
+    lanes = _check_positive_int("lanes", lanes)
+    block_shards = _check_positive_int("block_shards", block_shards)
+    rng = np.random.default_rng([int(seed), int(epoch)])
+    slots = [k for k, offs in enumerate(shard_offsets) if len(offs)]
+    if shuffle:
+        slots = [slots[i] for i in rng.permutation(len(slots))]
+    n_lanes = max(1, min(lanes, len(slots)))
+    lane_slots: list[list[int]] = [[] for _ in range(n_lanes)]
+    lane_sizes = [0] * n_lanes
+    for k in slots:
+        lane = int(np.argmin(lane_sizes))
+        lane_slots[lane].append(k)
+        lane_sizes[lane] += len(shard_offsets[k])
+    lane_codes = []
+    for lane, members in enumerate(lane_slots):
+        lane_rng = np.random.default_rng([int(seed), int(epoch), lane + 1])
+        parts = []
+        for b in range(0, len(members), block_shards):
+            block = np.concatenate(
+                [
+                    (np.int64(k) << _SHIFT) | np.asarray(shard_offsets[k], dtype=np.int64)
+                    for k in members[b : b + block_shards]
+                ]
+            )
+            if shuffle:
+                block = block[lane_rng.permutation(len(block))]
+            parts.append(block)
+        lane_codes.append(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
+    full_rounds = min(len(c) // gbs for c in lane_codes) if lane_codes else 0
+    pieces = []
+    for i in range(full_rounds):
+        for codes in lane_codes:
+            pieces.append(codes[i * gbs : (i + 1) * gbs])
+    tail = (
+        np.concatenate([c[full_rounds * gbs :] for c in lane_codes]) if lane_codes else np.zeros(0, np.int64)
+    )
+    head = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+    if drop_last:
+        tail = tail[: (len(tail) // gbs) * gbs]
+    codes = np.concatenate([head, tail]).astype(np.int64)
+    bounds = np.arange(0, len(codes), gbs, dtype=np.int64)
+    bounds = np.append(bounds, np.int64(len(codes))) if len(codes) else np.zeros(1, dtype=np.int64)
+    return EpochPlan(codes=codes, bounds=bounds, global_batch_size=gbs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Collation
+# ---------------------------------------------------------------------------------------------
+
+
+class _DecodedShard:
+    """A shard decoded for streaming: arrays plus row columns as NumPy arrays (object for non-numeric)."""
+
+    def __init__(self, data: ShardData) -> None:
+        self.arrays = data.arrays
+        self.columns: dict[str, np.ndarray] = {}
+        if data.rows is not None:
+            for name in data.rows.column_names:
+                col = data.rows.column(name)
+                if (
+                    pa.types.is_integer(col.type)
+                    or pa.types.is_floating(col.type)
+                    or pa.types.is_boolean(col.type)
+                ) and col.null_count == 0:
+                    self.columns[name] = col.to_numpy()
+                    continue
+                values = np.empty(len(col), dtype=object)
+                values[:] = col.to_pylist()
+                self.columns[name] = values
+
+
+def collate(
+    shards: Mapping[int, _DecodedShard],
+    codes: np.ndarray,
+    arrays: Sequence[str],
+    columns: Sequence[str],
+    schema: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """Gather one batch from decoded shards.
+
+    Returns:
+        ``{array: np.ndarray (B, ...) or list of arrays (ragged), column: np.ndarray or list}``.
+    """
+    slots = codes >> _SHIFT
+    offsets = codes & _MASK
+    uniq = np.unique(slots)
+    groups = []
+    for s in uniq:
+        pos = np.nonzero(slots == s)[0]
+        groups.append((shards[int(s)], pos, offsets[pos]))
+    b = len(codes)
+    out: dict[str, Any] = {}
+    for name in arrays:
+        info = schema.get(name, {})
+        first = groups[0][0].arrays[name] if groups else None
+        if info.get("layout") == "fixed" and not isinstance(first, tuple) and groups:
+            shapes = {g[0].arrays[name].shape[1:] for g in groups}
+            if len(shapes) == 1:
+                dst = np.empty((b, *first.shape[1:]), dtype=first.dtype)
+                for shard, pos, offs in groups:
+                    dst[pos] = shard.arrays[name][offs]
+                out[name] = dst
+                continue
+        items: list[Any] = [None] * b
+        for shard, pos, offs in groups:
+            a = shard.arrays[name]
+            for p, o in zip(pos.tolist(), offs.tolist(), strict=True):
+                if isinstance(a, tuple):
+                    values, offs_, shp = a
+                    items[p] = values[offs_[o] : offs_[o + 1]].reshape(tuple(shp[o]))
+                else:
+                    items[p] = a[o]
+        if not groups and info.get("layout") == "fixed":
+            out[name] = np.zeros((0, *info["shape"]), dtype=info["dtype"])
+        else:
+            out[name] = items
+    for name in columns:
+        first_col = groups[0][0].columns[name] if groups else None
+        if first_col is None:
+            out[name] = []
+            continue
+        dtypes = {g[0].columns[name].dtype for g in groups}
+        dtype = first_col.dtype if len(dtypes) == 1 else np.dtype(object)
+        dst = np.empty(b, dtype=dtype)
+        for shard, pos, offs in groups:
+            dst[pos] = shard.columns[name][offs]
+        out[name] = dst.tolist() if dtype.kind == "O" else dst
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The stream
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StreamConfig:
+    """Everything that fixes a stream's batches (and so must match on resume)."""
+
+    batch_size: int
+    shuffle: bool = True
+    seed: int = 0
+    epoch: int = 0
+    rank: int = 0
+    world_size: int = 1
+    drop_last: bool = False
+    lanes: int = DEFAULT_LANES
+    block_shards: int = 1
+    prefetch_shards: int = 2
+    decode_threads: int = 2
+    start_batch: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_positive_int("batch_size", self.batch_size)
+        _check_positive_int("world_size", self.world_size)
+        _check_positive_int("prefetch_shards", self.prefetch_shards)
+        _check_positive_int("decode_threads", self.decode_threads)
+        if (
+            isinstance(self.rank, bool)
+            or not isinstance(self.rank, int)
+            or not 0 <= self.rank < self.world_size
+        ):
+            raise ValueError(f"rank must be an int in [0, {self.world_size}), got {self.rank!r}")
+        if self.start_batch < 0:
+            raise ValueError(f"start_batch must be >= 0, got {self.start_batch}")
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.batch_size * self.world_size
+
+
+class BatchStream:
+    """Batches of one rank (and optionally one worker of that rank) of a split view, as NumPy.
+
+    Args:
+        view: the split (a filtered / column-selected view streams only what it keeps).
+        config: batch size, shuffle, seed/epoch, rank/world size, and resume point.
+    """
+
+    def __init__(self, view: SplitView, config: StreamConfig) -> None:
+        self.view = view
+        self.config = config
+        self._slots: list[tuple[ShardRef, np.ndarray]] = view.positions_by_shard()
+
+    def plan(self) -> EpochPlan:
+        c = self.config
+        return plan_epoch(
+            [offs for _, offs in self._slots],
+            global_batch_size=c.global_batch_size,
+            seed=c.seed,
+            epoch=c.epoch,
+            shuffle=c.shuffle,
+            lanes=c.lanes,
+            block_shards=c.block_shards,
+            drop_last=c.drop_last,
+        )
+
+    def __len__(self) -> int:
+        """Batches this rank yields in the epoch (from ``start_batch``)."""
+        return max(0, self.plan().num_batches - self.config.start_batch)
+
+    def _read(self, slot: int) -> _DecodedShard:
+        ref, _ = self._slots[slot]
+        return _DecodedShard(self.view.read_shard(ref))
+
+    def iter_batches(self, worker: int = 0, num_workers: int = 1) -> Iterator[dict[str, Any]]:
+        """Yield this rank's batches ``j >= start_batch`` with ``(j - start_batch) % num_workers == worker``."""
+        c = self.config
+        plan = self.plan()
+        batch_ids = list(range(c.start_batch + worker, plan.num_batches, num_workers))
+        batches = [plan.rank_batch(g, c.rank, c.world_size) for g in batch_ids]
+        # which shard slots each batch needs, first and last use
+        needs = [np.unique(codes >> _SHIFT).tolist() for codes in batches]
+        first_use: list[int] = []
+        last_use: dict[int, int] = {}
+        for j, slots in enumerate(needs):
+            for s in slots:
+                if s not in last_use:
+                    first_use.append(s)
+                last_use[s] = j
+        schema = self.view.dataset.manifest["schema"]["arrays"]
+        arrays, columns = self.view.arrays, self.view.row_columns
+        pool = ThreadPoolExecutor(max_workers=c.decode_threads, thread_name_prefix="climb-decode")
+        futures: dict[int, Future[_DecodedShard]] = {}
+        ready: dict[int, _DecodedShard] = {}
+        next_submit = 0
+        try:
+            for j, codes in enumerate(batches):
+                # keep the next prefetch_shards shards (in first-use order) in flight
+                while next_submit < len(first_use) and len(futures) < c.prefetch_shards + len(needs[j]):
+                    s = first_use[next_submit]
+                    futures[s] = pool.submit(self._read, s)
+                    next_submit += 1
+                for s in needs[j]:
+                    if s not in ready:
+                        while s not in futures:  # a batch needing more shards than the window
+                            t = first_use[next_submit]
+                            futures[t] = pool.submit(self._read, t)
+                            next_submit += 1
+                        ready[s] = futures.pop(s).result()
+                batch = collate(ready, codes, arrays, columns, schema)
+                for s in needs[j]:
+                    if last_use[s] == j:
+                        del ready[s]
+                yield batch
+        finally:
+            for f in futures.values():
+                f.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self.iter_batches()
+
+    def state_dict(self, batches_consumed: int) -> dict[str, Any]:
+        c = self.config
+        return {
+            "seed": c.seed,
+            "epoch": c.epoch,
+            "batches_consumed": int(batches_consumed),
+            "global_batch_size": c.global_batch_size,
+            "shuffle": c.shuffle,
+            "lanes": c.lanes,
+            "block_shards": c.block_shards,
+            "drop_last": c.drop_last,
+            "num_samples": int(sum(len(o) for _, o in self._slots)),
+        }
+
+    def check_state(self, state: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` when ``state`` was saved by a stream with a different order."""
+        here = self.state_dict(0)
+        for key in ("global_batch_size", "shuffle", "lanes", "block_shards", "drop_last", "num_samples"):
+            if key in state and state[key] != here[key]:
+                raise ValueError(
+                    f"cannot resume: state has {key}={state[key]!r}, this stream has {here[key]!r} "
+                    "(the order would differ)"
+                )
+
+
+def numpy_batches(
+    view: SplitView,
+    batch_size: int,
+    *,
+    shuffle: bool = True,
+    seed: int = 0,
+    epoch: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    drop_last: bool = False,
+    start_batch: int = 0,
+    lanes: int = DEFAULT_LANES,
+    block_shards: int = 1,
+    prefetch_shards: int = 2,
+    decode_threads: int = 2,
+) -> Iterator[dict[str, Any]]:
+    """Collated NumPy batches of one rank, without torch (see the module docstring for the order)."""
+    config = StreamConfig(
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        epoch=epoch,
+        rank=rank,
+        world_size=world_size,
+        drop_last=drop_last,
+        lanes=lanes,
+        block_shards=block_shards,
+        prefetch_shards=prefetch_shards,
+        decode_threads=decode_threads,
+        start_batch=start_batch,
+    )
+    return BatchStream(view, config).iter_batches()
+
+
+# ---------------------------------------------------------------------------------------------
+# PyTorch
+# ---------------------------------------------------------------------------------------------
+
+
+def _to_torch(batch: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if isinstance(value, np.ndarray) and value.dtype != object:
+            out[key] = torch.from_numpy(value)
+        else:
+            out[key] = value
+    return out
+
+
+def _iterable_dataset_base() -> type:
+    try:
+        from torch.utils.data import IterableDataset
+    except ImportError:  # pragma: no cover - torch is optional
+        return object
+    return IterableDataset
+
+
+class TorchStream(_iterable_dataset_base()):  # type: ignore[misc]
+    """A PyTorch ``IterableDataset`` of collated batches (use with ``batch_size=None``).
+
+    Each DataLoader worker yields its share of the rank's batches (see the module docstring), so
+    the DataLoader's round-robin yields the same batch sequence for any ``num_workers``. Tensors
+    come from ``torch.from_numpy`` (no copy); pinning is the DataLoader's ``pin_memory``.
+    ``state_dict()``/``load_state_dict()`` work in-process (``num_workers=0``); with workers use
+    :class:`StreamLoader`, which counts what the training loop actually received.
+    """
+
+    def __init__(self, view: SplitView, batch_size: int, **kwargs: Any) -> None:
+        self.stream = BatchStream(view, StreamConfig(batch_size=batch_size, **kwargs))
+        self._consumed = self.stream.config.start_batch
+
+    def __len__(self) -> int:
+        return len(self.stream)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.stream.config.epoch = int(epoch)
+        self.stream.config.start_batch = 0
+        self._consumed = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        from torch.utils.data import get_worker_info
+
+        info = get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        for batch in self.stream.iter_batches(worker, workers):
+            if info is None:
+                self._consumed += 1
+            yield _to_torch(batch)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.stream.state_dict(self._consumed)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.stream.check_state(state)
+        self.stream.config.seed = int(state["seed"])
+        self.stream.config.epoch = int(state["epoch"])
+        self.stream.config.start_batch = int(state["batches_consumed"])
+        self._consumed = self.stream.config.start_batch
+
+
+class StreamLoader:
+    """A DataLoader over a :class:`TorchStream` that knows where it is: exact mid-epoch resume.
+
+    Iterating yields the rank's batches for the current epoch, from the resume point; a completed
+    pass advances to the next epoch. ``state_dict()`` records the batches the loop has received
+    (not what workers prefetched), so ``load_state_dict`` continues with exactly the next batch.
+
+    Args:
+        view: the split to stream.
+        batch_size: per-rank batch size.
+        num_workers: DataLoader worker processes (0: in-process).
+        pin_memory: pin batches for fast, asynchronous copies to the GPU (default: when CUDA is
+            available).
+        prefetch_factor: batches each worker keeps ready.
+        **kwargs: :class:`StreamConfig` fields (shuffle, seed, epoch, rank, world_size, drop_last,
+            lanes, block_shards, prefetch_shards, decode_threads).
+    """
+
+    def __init__(
+        self,
+        view: SplitView,
+        batch_size: int,
+        *,
+        num_workers: int = 2,
+        pin_memory: bool | None = None,
+        prefetch_factor: int = 2,
+        multiprocessing_context: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        import torch
+
+        self.dataset = TorchStream(view, batch_size, **kwargs)
+        self.num_workers = int(num_workers)
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
+        self.prefetch_factor = prefetch_factor
+        self.multiprocessing_context = multiprocessing_context
+        self._consumed = self.dataset.stream.config.start_batch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def epoch(self) -> int:
+        return self.dataset.stream.config.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+        self._consumed = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        from torch.utils.data import DataLoader
+
+        self.dataset.stream.config.start_batch = self._consumed
+        loader = DataLoader(
+            self.dataset,
+            batch_size=None,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            prefetch_factor=self.prefetch_factor if self.num_workers else None,
+            multiprocessing_context=self.multiprocessing_context if self.num_workers else None,
+        )
+        for batch in loader:
+            self._consumed += 1
+            yield batch
+        self.set_epoch(self.epoch + 1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.dataset.stream.state_dict(self._consumed)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.dataset.load_state_dict(state)
+        self._consumed = int(state["batches_consumed"])
+
+
+def default_num_workers() -> int:
+    """A sensible worker count: the CPUs this process may use, minus one for the training loop."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        cpus = os.cpu_count() or 1
+    return max(1, cpus - 1)
