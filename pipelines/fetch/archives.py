@@ -89,20 +89,35 @@ def check_archive(archive: Path) -> list[str]:
     return names
 
 
-def extract_archive(archive: Path, dest_dir: Path) -> Path:
-    """Extract ``archive`` into ``dest_dir`` safely; return ``dest_dir``.
+def _merge_move(src: Path, dst: Path) -> None:
+    """Move ``src`` onto ``dst``: files replace, folders merge."""
+    if src.is_dir() and not src.is_symlink() and dst.is_dir() and not dst.is_symlink():
+        for child in src.iterdir():
+            _merge_move(child, dst / child.name)
+        src.rmdir()
+    else:
+        if dst.is_dir() and not dst.is_symlink():
+            shutil.rmtree(dst)
+        os.replace(src, dst)
 
-    ``dest_dir`` must not exist yet: the archive is extracted into a temporary sibling and
-    renamed. If ``dest_dir`` already exists, it is assumed complete and kept.
+
+def extract_archive(archive: Path, dest_dir: Path, strip_components: int = 0) -> list[str]:
+    """Extract ``archive`` into ``dest_dir`` safely, merging with what is there; return the top-level names.
+
+    The archive is checked entry by entry first (nothing is written if any entry is unsafe),
+    then extracted into a temporary folder inside ``dest_dir`` and moved into place, so an
+    interrupted extraction leaves no half-written file under a final name (a rerun extracts
+    again). ``strip_components=1`` drops a single top-level folder, as GitHub archives have
+    (``<repo>-<ref>/...``), like ``tar --strip-components=1``.
 
     Raises:
-        UnsafeArchiveError: see :func:`check_archive`; nothing is written in that case.
+        UnsafeArchiveError: see :func:`check_archive`; or ``strip_components`` asked for with
+            more than one top-level entry.
     """
-    if dest_dir.exists():
-        return dest_dir
     check_archive(archive)
-    tmp = dest_dir.with_name(f".{dest_dir.name}.extract-{uuid.uuid4().hex}")
-    tmp.mkdir(parents=True)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    tmp = dest_dir / f".extract-{uuid.uuid4().hex}"
+    tmp.mkdir()
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
@@ -110,8 +125,17 @@ def extract_archive(archive: Path, dest_dir: Path) -> Path:
         else:
             with tarfile.open(archive, "r:*") as tf:
                 tf.extractall(tmp, filter="data")  # the stdlib's own guard, on top of check_archive
-        os.replace(tmp, dest_dir)
-    except BaseException:
+        src = tmp
+        for _ in range(strip_components):
+            entries = list(src.iterdir())
+            if len(entries) != 1 or not entries[0].is_dir():
+                raise UnsafeArchiveError(
+                    f"{archive.name}: expected one top-level folder to strip, found {len(entries)} entries"
+                )
+            src = entries[0]
+        names = sorted(p.name for p in src.iterdir())
+        for name in names:
+            _merge_move(src / name, dest_dir / name)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dest_dir
+    return names

@@ -78,7 +78,10 @@ class RemoteFile:
         sha256: lower-case hex digest, from the host's list or the catalog; ``None`` only when
             ``--register-checksums`` will record it.
         url: where to GET it. Never carries credentials (they travel in headers).
-        extract: after verifying, extract this archive (zip/tar/tar.gz) safely beside it.
+        extract: after verifying, extract this archive (zip/tar/tar.gz) safely.
+        extract_dir: where to extract it, relative to the destination (``None``: the archive's
+            own folder, as ``unzip`` in place would).
+        strip_components: leading folders to drop from every entry (GitHub archives: 1).
     """
 
     path: str
@@ -86,6 +89,8 @@ class RemoteFile:
     sha256: str | None
     url: str
     extract: bool = False
+    extract_dir: str | None = None
+    strip_components: int = 0
 
     def __post_init__(self) -> None:
         check_relative_path(self.path)
@@ -313,13 +318,23 @@ class Fetcher(ABC):
     # -- fetching --------------------------------------------------------------------------------
     def fetch(self, files: list[RemoteFile], dest: Path, downloader: HttpDownloader) -> list[FetchRecord]:
         """Download, verify and publish ``files`` under ``dest``, then extract archives marked ``extract``."""
-        from pipelines.fetch.archives import archive_stem, extract_archive
+        from pipelines.fetch.archives import extract_archive
 
         records = downloader.download_all(files, dest, self)
+        digests = {r.path: r.sha256 for r in records}
         for f in files:
-            if f.extract:
-                archive = dest / f.path
-                extract_archive(archive, archive.with_name(archive_stem(archive)))
+            if not f.extract:
+                continue
+            # a marker per archive (its digest) makes reruns skip finished extractions
+            marker = dest / STATE_DIR / "extracted" / (f.path + ".json")
+            if marker.is_file() and json.loads(marker.read_text()).get("sha256") == digests.get(f.path):
+                continue
+            target = dest / check_relative_path(f.extract_dir) if f.extract_dir else (dest / f.path).parent
+            names = extract_archive(dest / f.path, target, f.strip_components)
+            write_json_atomic(
+                marker,
+                {"sha256": digests.get(f.path), "into": str(target.relative_to(dest)), "entries": names},
+            )
         return records
 
     def transfer(self, remote: RemoteFile, part: Path, downloader: HttpDownloader) -> Transfer:

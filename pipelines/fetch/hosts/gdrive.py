@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from pipelines.fetch.base import Fetcher, FetchError, RemoteFile, select_files
+from pipelines.fetch.base import Fetcher, FetchError, ManualDownloadRequired, RemoteFile, select_files
 from pipelines.fetch.endpoints import check_url_scheme
 
 
@@ -74,6 +74,14 @@ class GoogleDriveFetcher(Fetcher):
         return out
 
     def list_files(self, selection: str | None) -> list[RemoteFile]:
+        if not self.manifest.host.dataset:
+            from pipelines.fetch.hosts.manual import ManualFetcher
+
+            manual = ManualFetcher(self.manifest, "", None, self.retry)
+            raise ManualDownloadRequired(
+                f"{self.manifest.id}: the manifest names no Google Drive file ids (host.dataset), so it cannot "
+                "be fetched automatically.\n" + manual.instructions([], 0)
+            )
         base = self.base_url if self.base_url.endswith("/") else self.base_url + "/"
         files = [
             RemoteFile(name, None, None, f"{base}uc?{urlencode({'export': 'download', 'id': fid})}")

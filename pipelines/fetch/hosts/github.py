@@ -2,7 +2,8 @@
 
 Downloads ``<base>/<owner>/<repo>/archive/<ref>.tar.gz`` (GitHub answers with a redirect to
 codeload), pins it by size + SHA-256 in the catalog (GitHub publishes no digest; pin a tag
-or commit, not a branch) and extracts it safely to ``<repo>-<ref>/``. ``GITHUB_TOKEN`` (or
+or commit, not a branch) and extracts it safely into the destination, dropping the archive's
+``<repo>-<ref>/`` top folder (so the repository's own paths are the raw layout). ``GITHUB_TOKEN`` (or
 ``~/.netrc`` machine github.com) is sent as a bearer token for private repositories or higher
 rate limits; ``requests`` drops it on the redirect to another host.
 """
@@ -42,5 +43,6 @@ class GitHubArchiveFetcher(Fetcher):
         owner, repo, ref = self.repo_and_ref()
         base = self.base_url if self.base_url.endswith("/") else self.base_url + "/"
         name = f"{repo}-{ref}.tar.gz"
-        files = [RemoteFile(name, None, None, f"{base}{owner}/{repo}/archive/{ref}.tar.gz", extract=True)]
+        url = f"{base}{owner}/{repo}/archive/{ref}.tar.gz"
+        files = [RemoteFile(name, None, None, url, extract=True, strip_components=1)]
         return select_files(files, selection)

@@ -29,11 +29,37 @@ def parse_listing_links(html: str) -> list[str]:
     return parser.hrefs
 
 
-def crawl_listing(fetcher: Fetcher, root_url: str, start: str = "", max_pages: int = 100_000) -> list[str]:
+def glob_prefixes(pattern: str | None, base: str = "") -> list[str] | None:
+    """The literal folder prefixes of a ``--files`` glob (``None``: no pruning possible).
+
+    ``"g1/HR0*"`` -> ``["g1/"]``; patterns are also tried below ``base`` (the dataset folder).
+    """
+    if not pattern:
+        return None
+    out = []
+    for p in (x.strip() for x in pattern.split(",")):
+        cut = min((i for i, ch in enumerate(p) if ch in "*?["), default=len(p))
+        literal = p[:cut].rsplit("/", 1)[0] + "/" if "/" in p[:cut] else ""
+        if not literal:
+            return None
+        out.append(literal)
+        if base:
+            out.append(base.strip("/") + "/" + literal)
+    return out
+
+
+def crawl_listing(
+    fetcher: Fetcher,
+    root_url: str,
+    start: str = "",
+    max_pages: int = 100_000,
+    prefixes: list[str] | None = None,
+) -> list[str]:
     """File paths (relative to ``root_url``) under the listing at ``root_url + start``.
 
     Follows only links that stay below the page they were found on (no parent, no other
-    host, no query strings), so a crawl cannot wander off the project.
+    host, no query strings), so a crawl cannot wander off the project. With ``prefixes``
+    (from :func:`glob_prefixes`), folders that cannot hold a selected file are not visited.
     """
     root_url = root_url if root_url.endswith("/") else root_url + "/"
     todo = [start.strip("/") + "/" if start.strip("/") else ""]
@@ -56,7 +82,8 @@ def crawl_listing(fetcher: Fetcher, root_url: str, start: str = "", max_pages: i
                 continue
             rel = unquote(target[len(root_url) :])
             if rel.endswith("/"):
-                todo.append(rel)
+                if prefixes is None or any(rel.startswith(p) or p.startswith(rel) for p in prefixes):
+                    todo.append(rel)
             else:
                 files.append(rel)
     return sorted(set(files))

@@ -2,7 +2,8 @@
 the files by hand into ``--manual-dir``; the fetcher verifies them and publishes them into the
 destination like any other fetch (hard links when on the same file system, copies otherwise).
 
-The expected files are the catalog's ``<id>.checksums.tsv``. When any is missing, the error
+Files are looked for in ``<manual-dir>/<id>/`` (or in ``<manual-dir>`` itself when it has no
+such sub-folder). The expected files are the catalog's ``<id>.checksums.tsv``. When any is missing, the error
 prints exactly what to download, from where, under which agreement and where to put it.
 With ``--register-checksums`` and no catalog list, whatever is in ``--manual-dir`` is taken and
 pinned.
@@ -31,7 +32,13 @@ class ManualFetcher(Fetcher):
 
     @property
     def manual_dir(self) -> Path | None:
-        return Path(self.base_url).expanduser().resolve() if self.base_url else None
+        """``<--manual-dir>/<source id>/`` (the catalog's instructions say so); ``<--manual-dir>``
+        itself when it has no such sub-folder (a folder made for this one source)."""
+        if not self.base_url:
+            return None
+        base = Path(self.base_url).expanduser().resolve()
+        own = base / self.manifest.id
+        return own if own.is_dir() or not base.is_dir() or not any(base.iterdir()) else base
 
     def instructions(self, missing: list[str], total: int) -> str:
         """The message shown when files are missing: what, from where, under which agreement, where to."""

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from pipelines.fetch.base import Fetcher, RemoteFile, select_files
 from pipelines.fetch.checksums import parse_sha256sums
-from pipelines.fetch.hosts.listing import crawl_listing
+from pipelines.fetch.hosts.listing import crawl_listing, glob_prefixes
 
 
 class PhysioNetFetcher(Fetcher):
@@ -49,7 +49,7 @@ class PhysioNetFetcher(Fetcher):
             paths = sorted(pinned)
         else:
             pinned = {}
-            paths = crawl_listing(self, root, self.prefix)
+            paths = crawl_listing(self, root, self.prefix, prefixes=glob_prefixes(selection, self.prefix))
         if self.prefix:
             paths = [p for p in paths if p.startswith(self.prefix + "/")]
         files = [

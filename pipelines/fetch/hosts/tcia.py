@@ -3,7 +3,8 @@
 ``GET <base>/getSeries?Collection=<c>`` lists the collection's series (JSON: ``PatientID``,
 ``StudyInstanceUID``, ``SeriesInstanceUID``, ...); ``GET <base>/getImage?SeriesInstanceUID=<uid>``
 returns one zip of the series' DICOM files. Each series lands as
-``<PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>.zip`` and is extracted safely beside itself,
+``<PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>.zip`` and is extracted safely into
+``<PatientID>/<StudyInstanceUID>/<SeriesInstanceUID>/``,
 so ``--files 'LIDC-IDRI-0001/*'`` fetches one patient. Restricted collections need a TCIA
 account: with ``TCIA_USERNAME``/``TCIA_PASSWORD`` (or ``~/.netrc``) the fetcher gets an OAuth
 access token from ``<nbia-api>/oauth/token`` and sends it as a bearer token.
@@ -100,5 +101,14 @@ class TciaFetcher(Fetcher):
             study = _component(s.get("StudyInstanceUID"), "StudyInstanceUID")
             uid = _component(s.get("SeriesInstanceUID"), "SeriesInstanceUID")
             url = f"{self.api}getImage?{urlencode({'SeriesInstanceUID': uid})}"
-            files.append(RemoteFile(f"{patient}/{study}/{uid}.zip", None, None, url, extract=True))
+            files.append(
+                RemoteFile(
+                    f"{patient}/{study}/{uid}.zip",
+                    None,
+                    None,
+                    url,
+                    extract=True,
+                    extract_dir=f"{patient}/{study}/{uid}",
+                )
+            )
         return select_files(sorted(files, key=lambda f: f.path), selection)

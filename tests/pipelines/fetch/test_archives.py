@@ -44,22 +44,26 @@ def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile
 
 def test_a_safe_zip_and_tar_extract(tmp_path):
     z = _zip(tmp_path / "ok.zip", [("a/b.txt", b"hello", None), ("c.txt", b"x", 0o100644)])
-    out = extract_archive(z, tmp_path / "ok")
+    out = tmp_path / "ok"
+    assert extract_archive(z, out) == ["a", "c.txt"]
     assert (out / "a" / "b.txt").read_bytes() == b"hello"
     t = _tar(
         tmp_path / "ok.tar.gz",
         [_member("r/x.bin"), _member("r/link", tarfile.SYMTYPE, "x.bin")],
         {"r/x.bin": b"123"},
     )
-    out = extract_archive(t, tmp_path / "okt")
-    assert (out / "r" / "x.bin").read_bytes() == b"123"
-    assert (out / "r" / "link").is_symlink() and (out / "r" / "link").read_bytes() == b"123"
+    out = tmp_path / "okt"
+    extract_archive(t, out, strip_components=1)
+    assert (out / "x.bin").read_bytes() == b"123"
+    assert (out / "link").is_symlink() and (out / "link").read_bytes() == b"123"
+    assert sorted(p.name for p in out.iterdir()) == ["link", "x.bin"]  # no temporary folder left
 
 
 def test_zip_with_dotdot_entry_is_refused(tmp_path):
     z = _zip(tmp_path / "evil.zip", [("fine.txt", b"ok", None), ("../../escaped.txt", b"pwned", None)])
     with pytest.raises(UnsafeArchiveError, match=r"evil.zip: refusing entry '../../escaped.txt'"):
         extract_archive(z, tmp_path / "out" / "evil")
+    assert not (tmp_path / "out").exists()
     assert not (tmp_path / "escaped.txt").exists()
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
@@ -68,7 +72,7 @@ def test_zip_with_a_symlink_is_refused(tmp_path):
     z = _zip(tmp_path / "link.zip", [("data/passwd", b"/etc/passwd", stat.S_IFLNK | 0o777)])
     with pytest.raises(UnsafeArchiveError, match="symbolic link in a zip"):
         extract_archive(z, tmp_path / "link")
-    assert not (tmp_path / "link").exists()
+    assert not (tmp_path / "link").exists()  # checked before anything was created
 
 
 def test_zip_with_absolute_entry_is_refused(tmp_path):
@@ -101,9 +105,23 @@ def test_tar_entries_escaping_the_destination_are_refused(tmp_path, member, reas
     ]  # nothing written, no temp folder left
 
 
-def test_an_existing_extraction_is_kept(tmp_path):
-    z = _zip(tmp_path / "a.zip", [("x.txt", b"new", None)])
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "x.txt").write_bytes(b"old")
-    extract_archive(z, tmp_path / "a")
-    assert (tmp_path / "a" / "x.txt").read_bytes() == b"old"
+def test_extraction_merges_into_an_existing_folder(tmp_path):
+    z = _zip(tmp_path / "a.zip", [("d/x.txt", b"new", None), ("d/y.txt", b"y", None)])
+    (tmp_path / "out" / "d").mkdir(parents=True)
+    (tmp_path / "out" / "d" / "x.txt").write_bytes(b"old")
+    (tmp_path / "out" / "d" / "keep.txt").write_bytes(b"keep")
+    extract_archive(z, tmp_path / "out")
+    d = tmp_path / "out" / "d"
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == {
+        "x.txt": b"new",
+        "y.txt": b"y",
+        "keep.txt": b"keep",
+    }
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["d"]
+
+
+def test_strip_components_needs_one_top_folder(tmp_path):
+    z = _zip(tmp_path / "two.zip", [("a/x", b"1", None), ("b/y", b"2", None)])
+    with pytest.raises(UnsafeArchiveError, match="one top-level folder"):
+        extract_archive(z, tmp_path / "out", strip_components=1)
+    assert list((tmp_path / "out").iterdir()) == []

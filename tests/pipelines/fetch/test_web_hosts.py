@@ -51,7 +51,7 @@ def test_zenodo_like_https_register_then_verify_and_extract(tmp_path):
         pinned = read_checksums_tsv(catalog / "demo_src.checksums.tsv")
         assert pinned["signals.bin"].sha256 == hashlib.sha256(data).hexdigest()
         assert pinned["signals.bin"].size == 50_000
-        assert (tmp_path / "raw" / "labels" / "labels" / "train.csv").read_bytes() == b"a,b\n1\n"
+        assert (tmp_path / "raw" / "labels" / "train.csv").read_bytes() == b"a,b\n1\n"  # unpacked in place
         assert {r.checksum_source for r in log.files} == {"registered"}
         # the next fetch lists from the catalog and verifies against it
         log2 = _run(manifest, {"zenodo": srv.url}, tmp_path / "raw2", catalog)
@@ -94,8 +94,15 @@ def test_github_archive_follows_the_codeload_redirect_and_extracts(tmp_path, mon
     (rec,) = log.files
     assert rec.path == "labels-v1.2.tar.gz" and rec.sha256 == hashlib.sha256(archive.read_bytes()).hexdigest()
     assert statuses == [302, 200]
-    out = tmp_path / "raw" / "labels-v1.2" / "labels-v1.2"
+    out = tmp_path / "raw"  # the <repo>-<ref>/ top folder is stripped: the repository's paths are the layout
     assert (out / "data" / "split.csv").read_bytes() == files["data/split.csv"]
+    assert (out / "README.md").read_bytes() == files["README.md"]
+    marker = out / ".climb" / "extracted" / "labels-v1.2.tar.gz.json"
+    assert marker.is_file()
+    (out / "README.md").write_bytes(b"edited")  # a rerun neither re-downloads nor re-extracts
+    with GitHubMirror(tmp_path / "gh", token="ghp_token_abc123") as srv:
+        again = _run(manifest, {"github": srv.url}, tmp_path / "raw", tmp_path / "cat", creds)
+    assert again.files[0].status == "present" and (out / "README.md").read_bytes() == b"edited"
 
 
 def test_github_archive_with_an_escaping_entry_is_refused(tmp_path):
@@ -139,3 +146,30 @@ def test_google_drive_confirmation_page_then_range_resume(tmp_path):
     confirm_pages = [r for r in reqs if r[1] == "/uc" and r[2] == 200]
     assert len(confirm_pages) == 1  # the page was passed once, the resume reused the confirmed URL
     assert ("GET", "/download/1AbCdEfG", 206, "bytes=120000-") in reqs
+
+
+def test_figshare_article_zip_is_named_and_unpacked(tmp_path):
+    import zipfile
+
+    art = tmp_path / "figshare" / "ndownloader" / "articles" / "4879853"
+    art.parent.mkdir(parents=True)
+    with zipfile.ZipFile(art, "w") as zf:
+        zf.writestr("dmr/img1.jpg", b"jpegbytes")
+        zf.writestr("Dataset_Info.txt", b"info")
+    manifest = make_manifest("figshare", url="https://figshare.com/ndownloader/articles/4879853")
+    with StaticMirror(tmp_path / "figshare") as srv:
+        log = _run(
+            manifest, {"figshare": srv.url}, tmp_path / "raw", tmp_path / "cat", register_checksums=True
+        )
+        again = _run(manifest, {"figshare": srv.url}, tmp_path / "raw", tmp_path / "cat")
+    assert [r.path for r in log.files] == ["4879853.zip"]
+    assert (tmp_path / "raw" / "dmr" / "img1.jpg").read_bytes() == b"jpegbytes"
+    assert again.files[0].status == "present" and again.files[0].checksum_source == "catalog"
+
+
+def test_drive_source_without_file_ids_prints_manual_instructions(tmp_path):
+    from pipelines.fetch.base import ManualDownloadRequired
+
+    manifest = make_manifest("gdrive")
+    with pytest.raises(ManualDownloadRequired, match="names no Google Drive file ids"):
+        _run(manifest, {"gdrive": "http://127.0.0.1:9"}, tmp_path / "raw", tmp_path / "cat")
