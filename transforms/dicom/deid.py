@@ -685,9 +685,11 @@ def read_dicom(path: str | Path) -> Dataset:
             when the file breaks while parsing.
     """
     path = Path(path)
+    forced = False
     try:
         ds = pydicom.dcmread(path)
     except InvalidDicomError:
+        forced = True  # no preamble: maybe a bare dataset, maybe not DICOM at all
         try:
             ds = pydicom.dcmread(path, force=True)
         except Exception as exc:
@@ -709,8 +711,9 @@ def read_dicom(path: str | Path) -> Dataset:
             ):
                 known += 1
     except Exception as exc:
+        code = "not_dicom" if forced else "unreadable_dicom"
         raise ItemError(
-            "unreadable_dicom", f"DICOM file breaks while parsing: {type(exc).__name__}", path=str(path)
+            code, f"file breaks while parsing as DICOM: {type(exc).__name__}", path=str(path)
         ) from exc
     if known == 0:
         raise ItemError("not_dicom", "no public DICOM attribute found", path=str(path))
