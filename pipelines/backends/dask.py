@@ -1,0 +1,149 @@
+"""Dask distributed backend: one task per shard plan on a ``LocalCluster`` or an existing cluster.
+
+Why this shape:
+
+* **One task per plan, one writer per shard.** Each plan is submitted as its own task
+  (``pure=False``, a readable key ``run_shard-<split>-<index>-<run token>``), so no two tasks ever
+  write the same shard.
+* **Streamed, bounded.** At most ``options.in_flight_limit`` plans are submitted and unfinished at
+  a time; results come back through :class:`distributed.as_completed` and are released at once.
+  Only :class:`ShardRecord` metadata (a few hundred bytes) ever reaches the client: samples are
+  written by the workers, never gathered.
+* **Crash-tolerant by Dask's own machinery.** A worker process that dies mid-task has its tasks
+  rescheduled on the others by the scheduler (``distributed.scheduler.allowed-failures``, default
+  3, before :class:`distributed.scheduler.KilledWorker`); ``options.retries`` reruns a task whose
+  ``run_one`` raised (transient storage errors). Both are safe because ``run_one`` is idempotent
+  and publishes by rename, so a killed attempt leaves no torn shard.
+* **Processes, one thread each** by default: the transforms are CPU-bound Python/NumPy.
+
+Without ``options.dask_address`` a ``distributed.LocalCluster`` is started on the loopback
+interface and closed afterwards; with it, a client connects to the user's scheduler
+(dask-kubernetes, Coiled, dask-gateway) and only the client is closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
+from typing import TYPE_CHECKING
+
+import distributed
+
+from pipelines.backends import (
+    BackendOptions,
+    ShardFailedError,
+    iterate_unique_plans,
+    run_plan,
+    sort_records,
+)
+
+if TYPE_CHECKING:
+    from manifests.schema import ShardRecord
+    from pipelines.stages.plan import ShardPlan
+
+__all__ = ["map_shards"]
+
+
+def map_shards(
+    run_one: Callable[[ShardPlan], ShardRecord],
+    plans: Iterable[ShardPlan],
+    *,
+    options: BackendOptions | None = None,
+    on_result: Callable[[ShardRecord], None] | None = None,
+) -> list[ShardRecord]:
+    """Run ``run_one`` on every plan as Dask tasks, streaming records back as shards finish.
+
+    Args:
+        run_one: picklable ``ShardPlan -> ShardRecord`` (a module-level function or a
+            ``functools.partial`` of one); writes one shard, idempotent.
+        plans: shard plans, consumed lazily as submission slots free up; names must be unique.
+        options: workers, threads, memory, in-flight bound, retries and ``dask_address``.
+        on_result: called in this process with each record as its shard finishes.
+
+    Returns:
+        One record per plan, sorted by ``(split, index)``.
+
+    Raises:
+        ShardFailedError: a shard's task failed (``run_one`` raised after its retries, or its
+            workers kept dying); the message names the shard. Unfinished tasks are cancelled;
+            finished shards stay written, so a rerun resumes.
+        ValueError: a shard name appears twice in ``plans``.
+    """
+    options = options or BackendOptions()
+    with _connect(options) as client:
+        return _map_on_client(client, run_one, plans, options, on_result)
+
+
+@contextlib.contextmanager
+def _connect(options: BackendOptions) -> Iterator[distributed.Client]:
+    """A client on ``options.dask_address``, or on a ``LocalCluster`` started (and closed) here."""
+    if options.dask_address is not None:
+        with distributed.Client(options.dask_address, set_as_default=False) as client:
+            yield client
+        return
+    cluster = distributed.LocalCluster(
+        n_workers=options.worker_count,
+        threads_per_worker=options.threads_per_worker,
+        processes=True,
+        memory_limit=options.max_memory,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+    )
+    try:
+        with distributed.Client(cluster, set_as_default=False) as client:
+            yield client
+    finally:
+        cluster.close()
+
+
+def _map_on_client(
+    client: distributed.Client,
+    run_one: Callable[[ShardPlan], ShardRecord],
+    plans: Iterable[ShardPlan],
+    options: BackendOptions,
+    on_result: Callable[[ShardRecord], None] | None,
+) -> list[ShardRecord]:
+    token = uuid.uuid4().hex[:8]
+    pending: dict[str, tuple[distributed.Future, ShardPlan]] = {}  # task key -> (future, plan)
+
+    def submit(plan: ShardPlan) -> distributed.Future:
+        future = client.submit(
+            run_plan,
+            run_one,
+            plan,
+            key=f"run_shard-{plan.split}-{plan.index:05d}-{token}",
+            pure=False,
+            retries=options.retries,
+        )
+        pending[future.key] = (future, plan)
+        return future
+
+    remaining = iterate_unique_plans(plans)
+    stream = distributed.as_completed(loop=client.loop)
+    records: list[ShardRecord] = []
+    try:
+        stream.update([submit(plan) for plan in islice(remaining, options.in_flight_limit)])
+        for future in stream:
+            _, plan = pending.pop(future.key)
+            try:
+                record = future.result()
+            except ShardFailedError:
+                raise
+            except Exception as exc:  # KilledWorker, cancellation, lost connection
+                raise ShardFailedError(
+                    f"shard {plan.name} failed on Dask: {type(exc).__name__}: {exc}"
+                ) from exc
+            finally:
+                future.release()
+            records.append(record)
+            if on_result is not None:
+                on_result(record)
+            for next_plan in islice(remaining, 1):
+                stream.add(submit(next_plan))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            client.cancel([future for future, _ in pending.values()], force=True)
+        raise
+    return sort_records(records)
