@@ -102,6 +102,7 @@ def plan_epoch(
     lanes: int = DEFAULT_LANES,
     block_shards: int = 1,
     drop_last: bool = False,
+    stream: int = 0,
 ) -> EpochPlan:
     """Compute the global order of one epoch (see the module docstring).
 
@@ -113,6 +114,7 @@ def plan_epoch(
         lanes: number of lanes (1 = one global sequence).
         block_shards: shards whose samples are shuffled together within a lane.
         drop_last: drop a final partial global batch.
+        stream: an extra seed component (mixtures give each source its own), 0 for none.
 
     Examples:
         >>> plan = plan_epoch([np.arange(3), np.arange(2)], global_batch_size=2, shuffle=False, lanes=1)
@@ -122,7 +124,8 @@ def plan_epoch(
     gbs = _check_positive_int("global_batch_size", global_batch_size)
     lanes = _check_positive_int("lanes", lanes)
     block_shards = _check_positive_int("block_shards", block_shards)
-    rng = np.random.default_rng([int(seed), int(epoch)])
+    key = [int(seed), int(epoch)] + ([int(stream)] if stream else [])
+    rng = np.random.default_rng(key)
     slots = [k for k, offs in enumerate(shard_offsets) if len(offs)]
     if shuffle:
         slots = [slots[i] for i in rng.permutation(len(slots))]
@@ -135,7 +138,7 @@ def plan_epoch(
         lane_sizes[lane] += len(shard_offsets[k])
     lane_codes = []
     for lane, members in enumerate(lane_slots):
-        lane_rng = np.random.default_rng([int(seed), int(epoch), lane + 1])
+        lane_rng = np.random.default_rng([*key, lane + 1])
         parts = []
         for b in range(0, len(members), block_shards):
             block = np.concatenate(
@@ -305,13 +308,15 @@ class BatchStream:
         self.config = config
         self._slots: list[tuple[ShardRef, np.ndarray]] = view.positions_by_shard()
 
-    def plan(self) -> EpochPlan:
+    def plan(self, *, seed: int | None = None, epoch: int | None = None, stream: int = 0) -> EpochPlan:
+        """The epoch's global order (``seed`` and ``epoch`` default to the configured ones)."""
         c = self.config
         return plan_epoch(
             [offs for _, offs in self._slots],
             global_batch_size=c.global_batch_size,
-            seed=c.seed,
-            epoch=c.epoch,
+            seed=c.seed if seed is None else seed,
+            epoch=c.epoch if epoch is None else epoch,
+            stream=stream,
             shuffle=c.shuffle,
             lanes=c.lanes,
             block_shards=c.block_shards,
@@ -331,7 +336,15 @@ class BatchStream:
         c = self.config
         plan = self.plan()
         batch_ids = list(range(c.start_batch + worker, plan.num_batches, num_workers))
-        batches = [plan.rank_batch(g, c.rank, c.world_size) for g in batch_ids]
+        return self.run_batches([plan.rank_batch(g, c.rank, c.world_size) for g in batch_ids])
+
+    def run_batches(self, batches: Sequence[np.ndarray]) -> Iterator[dict[str, Any]]:
+        """Read, decode and collate the given batches (codes from :func:`plan_epoch`) in order.
+
+        Shards are read in first-use order by a thread pool, ``prefetch_shards`` ahead, and
+        dropped after their last use.
+        """
+        c = self.config
         # which shard slots each batch needs, first and last use
         needs = [np.unique(codes >> _SHIFT).tolist() for codes in batches]
         first_use: list[int] = []
@@ -468,8 +481,15 @@ class TorchStream(_iterable_dataset_base()):  # type: ignore[misc]
     :class:`StreamLoader`, which counts what the training loop actually received.
     """
 
-    def __init__(self, view: SplitView, batch_size: int, **kwargs: Any) -> None:
-        self.stream = BatchStream(view, StreamConfig(batch_size=batch_size, **kwargs))
+    def __init__(self, source: Any, batch_size: int | None = None, **kwargs: Any) -> None:
+        if hasattr(source, "iter_batches"):  # a BatchStream or a mixture
+            if batch_size is not None or kwargs:
+                raise TypeError("pass stream options to the stream, not to TorchStream")
+            self.stream = source
+        else:
+            if batch_size is None:
+                raise TypeError("batch_size is required when streaming a split view")
+            self.stream = BatchStream(source, StreamConfig(batch_size=batch_size, **kwargs))
         self._consumed = self.stream.config.start_batch
 
     def __len__(self) -> int:
@@ -509,8 +529,9 @@ class StreamLoader:
     (not what workers prefetched), so ``load_state_dict`` continues with exactly the next batch.
 
     Args:
-        view: the split to stream.
-        batch_size: per-rank batch size.
+        view: the split to stream (or a ready stream: :class:`BatchStream`,
+            :class:`manifests.mixing.MixedStream`).
+        batch_size: per-rank batch size (for a split view).
         num_workers: DataLoader worker processes (0: in-process).
         pin_memory: pin batches for fast, asynchronous copies to the GPU (default: when CUDA is
             available).
@@ -521,8 +542,8 @@ class StreamLoader:
 
     def __init__(
         self,
-        view: SplitView,
-        batch_size: int,
+        view: Any,
+        batch_size: int | None = None,
         *,
         num_workers: int = 2,
         pin_memory: bool | None = None,
