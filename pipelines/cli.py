@@ -6,6 +6,7 @@ import typer
 
 from pipelines.cli_build import build_command, status_command
 from pipelines.cli_deid import deid_app
+from pipelines.demo.cli import demo_command
 from pipelines.cli_sources import sources_app
 from pipelines.fetch.cli import fetch_command
 
@@ -21,6 +22,7 @@ app.add_typer(deid_app, name="deid")
 app.command("fetch")(fetch_command)
 app.command("build")(build_command)
 app.command("status")(status_command)
+app.command("demo")(demo_command)
 
 
 def main() -> None:  # pragma: no cover - console entry point
