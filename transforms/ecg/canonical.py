@@ -309,7 +309,8 @@ def resample_to_rate(signal: np.ndarray, fs_in_hz: float, fs_out_hz: float) -> n
         fs_out_hz: target rate, Hz.
 
     Returns:
-        float64, shape (C, ceil(T * up / down)); ``signal`` itself (as float64) when the rates are equal.
+        float32 or float64 like ``signal`` (float64 for other inputs), shape (C, ceil(T * up / down));
+        ``signal`` itself when the rates are equal and it is already float.
 
     Examples:
         >>> x = np.ones((1, 1000))
@@ -319,7 +320,9 @@ def resample_to_rate(signal: np.ndarray, fs_in_hz: float, fs_out_hz: float) -> n
     if not (math.isfinite(fs_in_hz) and fs_in_hz > 0 and math.isfinite(fs_out_hz) and fs_out_hz > 0):
         raise ValueError(f"sampling rates must be positive, got {fs_in_hz} and {fs_out_hz} Hz")
     up, down = _resample_ratio(fs_in_hz, fs_out_hz)
-    x = np.asarray(signal, dtype=np.float64)
+    x = np.asarray(signal)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
     if up == down:
         return x
     from scipy.signal import resample_poly
@@ -327,8 +330,20 @@ def resample_to_rate(signal: np.ndarray, fs_in_hz: float, fs_out_hz: float) -> n
     return resample_poly(x, up, down, axis=-1)
 
 
-def _saturation(raw: RawEcg, rows: list[int], n_out: int, starts: list[int], n_per_window: int) -> np.ndarray:
-    """Per window, per lead: fraction of source samples at the ADC limits. float32 (n_windows, leads)."""
+def _saturation(
+    raw: RawEcg,
+    rows: list[int],
+    lows: np.ndarray,
+    highs: np.ndarray,
+    n_out: int,
+    starts: list[int],
+    n_per_window: int,
+) -> np.ndarray:
+    """Per window, per used lead: fraction of source samples at the ADC limits. float32 (n_windows, leads).
+
+    ``lows``/``highs`` are the used leads' extremes (µV): a lead that never comes within half
+    an ADC step of its limits is skipped without touching its samples.
+    """
     limits = raw.meta.get("adc_limits_uv")
     steps = raw.meta.get("adc_step_uv")
     out = np.zeros((len(starts), len(rows)), dtype=np.float32)
@@ -339,6 +354,8 @@ def _saturation(raw: RawEcg, rows: list[int], n_out: int, starts: list[int], n_p
     for j, ch in enumerate(rows):
         lo, hi = limits[ch]
         tol = 0.5 * steps[ch]
+        if lows[j] > lo + tol and highs[j] < hi - tol:
+            continue
         x = raw.signal[ch]
         at = (x <= lo + tol) | (x >= hi - tol)
         if not at.any():
@@ -385,14 +402,15 @@ def canonicalise(raw: RawEcg, spec: EcgSpec) -> list[EcgSample]:
         )
     # A lead with one value throughout was not recorded: absent, and named (module docstring).
     constant_leads: tuple[str, ...] = ()
+    highs, lows = used.max(axis=1), used.min(axis=1)
     if used.shape[1]:
-        flat = used.max(axis=1) == used.min(axis=1)
+        flat = highs == lows
         if flat.any():
             dropped = {present[j] for j in np.flatnonzero(flat)}
             constant_leads = tuple(lead for lead, i in zip(spec.leads, index, strict=True) if i in dropped)
             index = [None if i in dropped else i for i in index]
             present = [i for i in index if i is not None]
-            used = used[~flat]
+            used, highs, lows = used[~flat], highs[~flat], lows[~flat]
             if not present:
                 raise ItemError("no_leads", "every standard lead of the record holds one constant value")
     fs_out = spec.sampling_rate_hz
@@ -416,15 +434,26 @@ def canonicalise(raw: RawEcg, spec: EcgSpec) -> list[EcgSample]:
     dropped_tail_s = (n_out - covered) / fs_out
 
     # Round and clip in place, then place rows in the spec's lead order (absent leads stay 0).
+    if resampled is used:  # same rate: ``used`` is already a private copy (fancy indexing)
+        out_high, out_low = highs, lows
+    else:
+        out_high, out_low = resampled.max(axis=1), resampled.min(axis=1)
     np.rint(resampled, out=resampled)
-    over = np.abs(resampled) > INT16_LIMIT_UV
-    np.clip(resampled, -INT16_LIMIT_UV, INT16_LIMIT_UV, out=resampled)
-    padded = np.zeros((len(spec.leads), len(starts) * w), dtype=np.int16)
+    limit = INT16_LIMIT_UV + 0.5
+    over: np.ndarray | None = None
+    if (out_high >= limit).any() or (out_low <= -limit).any():
+        over = np.abs(resampled) > INT16_LIMIT_UV
+        np.clip(resampled, -INT16_LIMIT_UV, INT16_LIMIT_UV, out=resampled)
     rows_out = [k for k, i in enumerate(index) if i is not None]
-    n_copy = min(n_out, padded.shape[1])
-    padded[rows_out, :n_copy] = resampled[:, :n_copy]
+    n_total = len(starts) * w
+    if n_out == n_total and len(rows_out) == len(spec.leads):
+        padded = resampled.astype(np.int16)
+    else:
+        padded = np.zeros((len(spec.leads), n_total), dtype=np.int16)
+        n_copy = min(n_out, n_total)
+        padded[rows_out, :n_copy] = resampled[:, :n_copy]
     lead_mask = np.array([i is not None for i in index], dtype=bool)
-    saturation = _saturation(raw, present, n_out, starts, w)
+    saturation = _saturation(raw, present, lows, highs, n_out, starts, w)
 
     samples = []
     for k, start in enumerate(starts):
@@ -433,7 +462,7 @@ def canonicalise(raw: RawEcg, spec: EcgSpec) -> list[EcgSample]:
         sat[rows_out] = saturation[k]
         samples.append(
             EcgSample(
-                signal=padded[:, start : start + w].copy(),
+                signal=padded if len(starts) == 1 else padded[:, start : start + w].copy(),
                 lead_mask=lead_mask.copy(),
                 fs_hz=float(fs_out),
                 window_index=k,
@@ -443,7 +472,7 @@ def canonicalise(raw: RawEcg, spec: EcgSpec) -> list[EcgSample]:
                 source_fs_hz=float(raw.fs_hz),
                 valid_length=valid,
                 dropped_tail_s=dropped_tail_s,
-                clipped_samples=int(np.count_nonzero(over[:, start : start + valid])),
+                clipped_samples=0 if over is None else int(np.count_nonzero(over[:, start : start + valid])),
                 constant_leads=constant_leads,
                 source_saturation=sat,
                 age_years=raw.age_years,

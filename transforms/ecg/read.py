@@ -114,8 +114,8 @@ class RawEcg:
     """An ECG record as read: physical values, the file's own lead names, header facts.
 
     Attributes:
-        signal: float32 (or float64) µV, shape (C, T), channels in file order; NaN where the
-            file marks a sample invalid.
+        signal: float32 µV (float64 when values reach 2**22 µV), shape (C, T), channels in
+            file order; NaN where the file marks a sample invalid.
         fs_hz: sampling frequency of every channel, Hz.
         lead_names: channel names as written in the file (``"I"``, ``"avr"``, ``"vx"``, ...).
         record_name: the record's name from the header (identifying: removed by de-identification).
@@ -318,29 +318,31 @@ def parse_wfdb_header(text: str, path: str | os.PathLike[str] | None = None) -> 
         m = _RX_SIGNAL.match(line)
         if m is None:
             raise _header_error(f"signal line {i + 1} of the header is not WFDB syntax", path)
+        (file_name, fmt, spf, skew, offset, gain_s, base_s, units, res, zero, init, checksum, _, name) = (
+            m.groups()
+        )
         try:
-            gain = float(m["adc_gain"]) if m["adc_gain"] else DEFAULT_GAIN
+            gain = float(gain_s) if gain_s else DEFAULT_GAIN
         except ValueError:
             raise _header_error(f"signal line {i + 1} has an unreadable gain", path) from None
         if gain == 0:
             gain = DEFAULT_GAIN  # WFDB header(5): "a gain of zero ... is taken to be 200"; as wfdb-python
-        adc_zero = int(m["adc_zero"]) if m["adc_zero"] else 0
-        baseline = int(m["baseline"]) if m["baseline"] else adc_zero
+        adc_zero = int(zero) if zero else 0
         signals.append(
             WfdbSignalSpec(
-                file_name=m["file_name"],
-                fmt=m["fmt"],
-                samps_per_frame=int(m["samps_per_frame"]) if m["samps_per_frame"] else 1,
-                skew=int(m["skew"]) if m["skew"] else 0,
-                byte_offset=int(m["byte_offset"]) if m["byte_offset"] else None,
-                adc_gain=gain,
-                baseline=baseline,
-                units=m["units"] if m["units"] else DEFAULT_UNITS,
-                adc_res=int(m["adc_res"]) if m["adc_res"] else 0,
-                adc_zero=adc_zero,
-                init_value=int(m["init_value"]) if m["init_value"] else None,
-                checksum=int(m["checksum"]) if m["checksum"] else None,
-                name=(m["sig_name"] or "").strip(),
+                file_name,
+                fmt,
+                int(spf) if spf else 1,
+                int(skew) if skew else 0,
+                int(offset) if offset else None,
+                gain,
+                int(base_s) if base_s else adc_zero,
+                units or DEFAULT_UNITS,
+                int(res) if res else 0,
+                adc_zero,
+                int(init) if init else None,
+                int(checksum) if checksum else None,
+                (name or "").strip(),
             )
         )
     return WfdbHeader(
@@ -484,9 +486,11 @@ def _read_fmt16(path: Path, byte_offset: int, n_sig: int, sig_len: int | None, s
 def _physical_uv(
     digital: np.ndarray, specs: list[WfdbSignalSpec], invalid: list[int | None], shown: str
 ) -> np.ndarray:
-    """ADC codes (C, T) → float64 µV (C, T): ``(adc - baseline) / gain * unit factor``; invalid → NaN.
+    """ADC codes (C, T) → float µV (C, T): ``(adc - baseline) / gain * unit factor``; invalid → NaN.
 
-    float64 keeps 32-bit ADC codes exact to far under 1 µV (float32 would not above ~8 V).
+    The result is float32 when every value is below 2**22 µV in magnitude (float32 then
+    holds it to better than 0.25 µV: every real ECG), float64 otherwise (32-bit ADCs,
+    odd gains), so values always match wfdb-python to well under 1 µV at half the memory.
     The gain is checked up front: a scale that is not finite, or that could carry the largest
     code of any WFDB format past float64's range, raises ``invalid_gain``.
     """
@@ -497,9 +501,14 @@ def _physical_uv(
         reach = np.abs(scale) * (2.0**32 + np.abs(baseline))
     if not np.isfinite(reach).all() or (scale == 0).any() or (reach > 1e300).any():
         raise ItemError("invalid_gain", "a signal's gain makes physical values non-finite", path=shown)
-    out = digital.astype(np.float64)
-    out -= baseline[:, None]
-    out *= scale[:, None]
+    if digital.size:
+        span = np.maximum(np.abs(digital.max(axis=1) - baseline), np.abs(digital.min(axis=1) - baseline))
+        dtype = np.float32 if float((span * np.abs(scale)).max()) < 2.0**22 else np.float64
+    else:
+        dtype = np.float64
+    out = digital.astype(dtype)
+    out -= baseline.astype(dtype)[:, None]
+    out *= scale.astype(dtype)[:, None]
     for code in {c for c in invalid if c is not None}:
         rows = [i for i, c in enumerate(invalid) if c == code]
         hits = digital[rows] == code
@@ -648,8 +657,9 @@ def read_wfdb_record(header_path: str | os.PathLike[str]) -> RawEcg:
         header_path: the ``.hea`` file (the suffix may be left off).
 
     Returns:
-        A :class:`RawEcg`: ``signal`` float32 µV (C, T) in file order, NaN at samples the
-        file marks invalid; demographics and Dx codes parsed from CinC-style comments.
+        A :class:`RawEcg`: ``signal`` float32 µV (C, T) (float64 beyond 2**22 µV) in file
+        order, NaN at samples the file marks invalid; demographics and Dx codes parsed from
+        CinC-style comments.
         Channels that are not standard leads and whose units are not volts (a respiration
         or pressure channel) are dropped and listed in ``meta["dropped_channels"]``.
 
