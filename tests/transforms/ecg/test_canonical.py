@@ -164,6 +164,37 @@ def test_missing_leads_are_masked_zero_rows() -> None:
     np.testing.assert_array_equal(window.signal[6], np.rint(raw.signal[2]))  # V1
 
 
+@pytest.mark.parametrize("fs_hz", [250, 257, 1000])
+def test_wrsamp_file_with_missing_leads_lowercase_names_and_microvolts(tmp_path: Path, fs_hz: int) -> None:
+    names = ["ii", "v1", "avf", "i", "v5"]
+    p_uv = sine_leads(int(fs_hz * 12), fs_hz, freq_hz=5.0, amplitude=2000.0, n_leads=5)
+    wfdb.wrsamp(
+        "miss",
+        fs=fs_hz,
+        units=["uV"] * 5,
+        sig_name=names,
+        p_signal=p_uv.T,
+        fmt=["16"] * 5,
+        write_dir=str(tmp_path),
+    )
+    windows = canonicalise(read_wfdb_record(tmp_path / "miss.hea"), SPEC)
+    assert [w.valid_length for w in windows] == [5000]  # 12 s: one window, a 2 s tail dropped
+    assert windows[0].dropped_tail_s == pytest.approx(2.0)
+    (window,) = windows
+    assert [lead for lead, m in zip(STANDARD_12, window.lead_mask, strict=True) if m] == [
+        "I",
+        "II",
+        "aVF",
+        "V1",
+        "V5",
+    ]
+    assert not window.signal[~window.lead_mask].any()
+    expected = np.rint(sine_leads(5000, 500, freq_hz=5.0, amplitude=2000.0, n_leads=5))
+    for k, name in enumerate(names):
+        row = STANDARD_12.index({"ii": "II", "v1": "V1", "avf": "aVF", "i": "I", "v5": "V5"}[name])
+        np.testing.assert_allclose(window.signal[row, 100:-100], expected[k, 100:-100], atol=12)
+
+
 def test_constant_leads_of_real_ningbo_records_are_masked() -> None:
     raw = read_wfdb_record(ECG / "cinc2021" / "JS20004.hea")
     (window,) = canonicalise(raw, SPEC)
