@@ -19,6 +19,7 @@ A dataset exists for readers only once its ``manifest.json`` exists (MosaicML St
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
 import math
@@ -361,7 +362,8 @@ def publish_dataset(
     fs, root = filesystem_for(dataset_url, storage_options)
     _check_files_present(fs, root, records)
     metas = _read_shard_metadata(fs, root, records)
-    _write_bytes(fs, root, QUARANTINE_FILE, _quarantine_bytes(quarantine))
+    quarantine_bytes = _quarantine_bytes(quarantine)
+    _write_bytes(fs, root, QUARANTINE_FILE, quarantine_bytes)
     fraction = len(quarantine) / items_in if items_in else 0.0
     if fraction > quarantine_max_fraction:
         codes = Counter(q.code for q in quarantine).most_common(5)
@@ -386,6 +388,7 @@ def publish_dataset(
         _write_bytes(fs, root, f"{ARRAYS_DIR}/{split}.zarr/zarr.json", _root_group_bytes())
     from manifests.croissant import build_croissant
 
-    _write_bytes(fs, root, CROISSANT_FILE, (json.dumps(build_croissant(manifest), indent=1) + "\n").encode())
+    croissant = build_croissant(manifest, quarantine_sha256=hashlib.sha256(quarantine_bytes).hexdigest())
+    _write_bytes(fs, root, CROISSANT_FILE, (json.dumps(croissant, indent=1) + "\n").encode())
     _write_bytes(fs, root, MANIFEST_FILE, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
     return manifest
