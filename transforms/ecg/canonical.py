@@ -395,6 +395,11 @@ def canonicalise(raw: RawEcg, spec: EcgSpec) -> list[EcgSample]:
     if not math.isfinite(raw.fs_hz) or raw.fs_hz <= 0:
         raise ItemError("invalid_rate", f"the record's sampling rate {raw.fs_hz} Hz is not positive")
     used = raw.signal[present]
+    if used.shape[1] == 0 or raw.duration_s < spec.min_tail_s - 0.5 / raw.fs_hz:
+        raise ItemError(
+            "record_too_short",
+            f"the record lasts {raw.duration_s:.3f} s, shorter than the {spec.min_tail_s} s a window needs",
+        )
     if not np.isfinite(used).all():
         n_bad = int(np.size(used) - np.count_nonzero(np.isfinite(used)))
         raise ItemError(
@@ -403,16 +408,15 @@ def canonicalise(raw: RawEcg, spec: EcgSpec) -> list[EcgSample]:
     # A lead with one value throughout was not recorded: absent, and named (module docstring).
     constant_leads: tuple[str, ...] = ()
     highs, lows = used.max(axis=1), used.min(axis=1)
-    if used.shape[1]:
-        flat = highs == lows
-        if flat.any():
-            dropped = {present[j] for j in np.flatnonzero(flat)}
-            constant_leads = tuple(lead for lead, i in zip(spec.leads, index, strict=True) if i in dropped)
-            index = [None if i in dropped else i for i in index]
-            present = [i for i in index if i is not None]
-            used, highs, lows = used[~flat], highs[~flat], lows[~flat]
-            if not present:
-                raise ItemError("no_leads", "every standard lead of the record holds one constant value")
+    flat = highs == lows
+    if flat.any():
+        dropped = {present[j] for j in np.flatnonzero(flat)}
+        constant_leads = tuple(lead for lead, i in zip(spec.leads, index, strict=True) if i in dropped)
+        index = [None if i in dropped else i for i in index]
+        present = [i for i in index if i is not None]
+        used, highs, lows = used[~flat], highs[~flat], lows[~flat]
+        if not present:
+            raise ItemError("no_leads", "every standard lead of the record holds one constant value")
     fs_out = spec.sampling_rate_hz
     resampled = resample_to_rate(used, raw.fs_hz, fs_out)
     n_out = resampled.shape[1]

@@ -333,9 +333,10 @@ def test_short_records_and_tails(seconds: float, n_windows: int, last_valid: int
     assert covered + round(windows[0].dropped_tail_s * 500) == n  # every sample is either windowed or counted
 
 
-def test_record_shorter_than_min_tail_is_an_item_error() -> None:
+@pytest.mark.parametrize("n_samples", [0, 1, 2000, 2499])
+def test_record_shorter_than_min_tail_is_an_item_error(n_samples: int) -> None:
     with pytest.raises(ItemError) as info:
-        canonicalise(raw_from(sine_leads(2000, 500, amplitude=500), 500), SPEC)
+        canonicalise(raw_from(sine_leads(n_samples, 500, amplitude=500), 500), SPEC)
     assert info.value.problem.code == "record_too_short"
 
 
