@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable, Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -168,3 +170,56 @@ def run_plan(run_one: Callable[[ShardPlan], ShardRecord], plan: ShardPlan) -> Sh
 def sort_records(records: Iterable[ShardRecord]) -> list[ShardRecord]:
     """Records sorted by ``(split, index)``: plain string order of the split name, then index."""
     return sorted(records, key=lambda record: (record.split, record.index))
+
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def load_beam_options(path: str | Path, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """Beam pipeline options from a YAML mapping (``infra/beam/dataflow.yaml``), as argv flags.
+
+    Keys are Beam option names without ``--``. ``${VAR}`` in a value is replaced from ``environ``
+    (default: ``os.environ``). A list gives the flag once per item; ``true`` gives a bare flag
+    (``--no_use_public_ips``); ``false`` and ``null`` leave the option out.
+
+    Returns:
+        Flags for :attr:`BackendOptions.beam_options`, in file order.
+
+    Raises:
+        ValueError: not a YAML mapping, a nested mapping, or an unset ``${VAR}`` (the message
+            names the file, the key and the variable; never a value).
+    """
+    import yaml
+
+    path = Path(path)
+    environ = os.environ if environ is None else environ
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of Beam option names to values")
+
+    def expand(key: str, value: object) -> str:
+        text = str(value)
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in environ:
+                raise ValueError(
+                    f"{path}: option {key!r} needs the environment variable {name}, which is unset"
+                )
+            return environ[name]
+
+        return _ENV_REFERENCE.sub(substitute, text)
+
+    flags: list[str] = []
+    for key, value in data.items():
+        if value is None or value is False:
+            continue
+        if value is True:
+            flags.append(f"--{key}")
+        elif isinstance(value, list):
+            flags += [f"--{key}={expand(key, item)}" for item in value]
+        elif isinstance(value, dict):
+            raise ValueError(f"{path}: option {key!r} is a mapping; Beam options are scalars or lists")
+        else:
+            flags.append(f"--{key}={expand(key, value)}")
+    return tuple(flags)

@@ -1,0 +1,1 @@
+"""Tests of infra/ and the audit flow."""
