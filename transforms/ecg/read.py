@@ -496,11 +496,7 @@ def _physical_uv(
     """
     digital = np.ascontiguousarray(digital)  # (C, T) rows contiguous: ~10x faster arithmetic
     baseline = np.array([s.baseline for s in specs], dtype=np.float64)
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        scale = np.array([_unit_factor(s.units) / s.adc_gain for s in specs], dtype=np.float64)  # type: ignore[operator]
-        reach = np.abs(scale) * (2.0**32 + np.abs(baseline))
-    if not np.isfinite(reach).all() or (scale == 0).any() or (reach > 1e300).any():
-        raise ItemError("invalid_gain", "a signal's gain makes physical values non-finite", path=shown)
+    scale = _check_gains(specs, shown)
     if digital.size:
         span = np.maximum(np.abs(digital.max(axis=1) - baseline), np.abs(digital.min(axis=1) - baseline))
         dtype = np.float32 if float((span * np.abs(scale)).max()) < 2.0**22 else np.float64
@@ -576,7 +572,12 @@ def _read_fast(header: WfdbHeader, directory: Path, shown: str) -> np.ndarray | 
 
 
 def _read_with_wfdb(header: WfdbHeader, header_path: Path, shown: str) -> tuple[np.ndarray, WfdbHeader]:
-    """Any other WFDB record through ``wfdb.rdrecord`` (digital values). Returns (int64 (C, T), header)."""
+    """Any other WFDB record through ``wfdb.rdrecord``.
+
+    Returns:
+        (float64 (C, T) physical values in each channel's own units, NaN at invalid samples;
+        the header rebuilt from what wfdb read).
+    """
     import wfdb  # imported lazily: the fast path does not need it
 
     directory = header_path.parent
@@ -608,8 +609,12 @@ def _read_with_wfdb(header: WfdbHeader, header_path: Path, shown: str) -> tuple[
                         f"the signal file holds {size} bytes, {need} needed for the header's length",
                         path=str(path),
                     )
+        _check_gains(list(header.signals), shown)
     try:
-        rec = wfdb.rdrecord(str(header_path.with_suffix("")), physical=False, return_res=64)
+        # physical=True: wfdb's own conversion is exact per segment (its digital multi-segment
+        # merge re-quantises); units, inf and NaN are handled by the caller.
+        with np.errstate(all="ignore"):
+            rec = wfdb.rdrecord(str(header_path.with_suffix("")), physical=True, return_res=64)
     except FileNotFoundError as exc:
         raise ItemError(
             "missing_signal_file",
@@ -620,34 +625,73 @@ def _read_with_wfdb(header: WfdbHeader, header_path: Path, shown: str) -> tuple[
         raise ItemError(
             "unreadable_file", f"the WFDB reader failed: {type(exc).__name__}", path=f"{shown} ({exc})"
         ) from None
-    if rec.d_signal is None:
+    if rec.p_signal is None:
         raise ItemError("unreadable_file", "the WFDB reader returned no uniform signal", path=shown)
-    digital = np.asarray(rec.d_signal).T
+    physical = np.ascontiguousarray(np.asarray(rec.p_signal, dtype=np.float64).T)
+
+    def field(name: str, i: int) -> Any:
+        values = getattr(rec, name, None)
+        return values[i] if isinstance(values, list | tuple) and i < len(values) else None
+
     # Rebuild the signal specs from what wfdb read (multi-segment records have none in our header).
     specs = tuple(
         WfdbSignalSpec(
-            file_name=str(rec.file_name[i]) if rec.file_name else "",
-            fmt=str(rec.fmt[i]) if rec.fmt else "16",
+            file_name=str(field("file_name", i) or ""),
+            fmt=str(field("fmt", i) or ""),
             samps_per_frame=1,
             skew=0,
             byte_offset=None,
-            adc_gain=float(rec.adc_gain[i]) or DEFAULT_GAIN,
-            baseline=int(rec.baseline[i]),
-            units=str(rec.units[i] or DEFAULT_UNITS),
-            adc_res=int(rec.adc_res[i] or 0) if rec.adc_res else 0,
-            adc_zero=int(rec.adc_zero[i] or 0) if rec.adc_zero else 0,
+            adc_gain=float(field("adc_gain", i) or 0.0),  # 0.0: unknown (multi-segment)
+            baseline=int(field("baseline", i) or 0),
+            units=str(field("units", i) or DEFAULT_UNITS),
+            adc_res=int(field("adc_res", i) or 0),
+            adc_zero=int(field("adc_zero", i) or 0),
             init_value=None,
             checksum=None,  # wfdb smooths frames and skews: a checksum over its output is not the file's
-            name=str(rec.sig_name[i]),
+            name=str(field("sig_name", i) or ""),
         )
-        for i in range(digital.shape[0])
+        for i in range(physical.shape[0])
     )
     fs = float(rec.fs) if rec.fs else header.fs_hz
     merged = WfdbHeader(
-        header.record_name, header.n_seg, len(specs), fs, digital.shape[1],
+        header.record_name, header.n_seg, len(specs), fs, physical.shape[1],
         header.base_time, header.base_date, specs, header.comments,
     )  # fmt: skip
-    return digital, merged
+    return physical, merged
+
+
+def _check_gains(specs: list[WfdbSignalSpec], shown: str) -> np.ndarray:
+    """Per-channel scale (µV per ADC code), float64 (C,); ``invalid_gain`` when one cannot be finite.
+
+    A scale is rejected when it is not finite, zero, or could carry the largest code of any
+    WFDB format past float64's range. Channels in unknown units are given scale 1 here (the
+    caller drops or rejects them).
+    """
+    baseline = np.array([s.baseline for s in specs], dtype=np.float64)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        scale = np.array([(_unit_factor(s.units) or 1.0) / s.adc_gain for s in specs], dtype=np.float64)
+        reach = np.abs(scale) * (2.0**32 + np.abs(baseline))
+    if not np.isfinite(reach).all() or (scale == 0).any() or (reach > 1e300).any():
+        raise ItemError("invalid_gain", "a signal's gain makes physical values non-finite", path=shown)
+    return scale
+
+
+def _usable_channels(specs: list[WfdbSignalSpec], shown: str) -> tuple[list[int], list[dict[str, str]]]:
+    """Channels in volts (kept) and others (dropped); a standard lead not in volts is an error."""
+    keep: list[int] = []
+    dropped: list[dict[str, str]] = []
+    for i, s in enumerate(specs):
+        if _unit_factor(s.units) is not None:
+            keep.append(i)
+        elif s.name.strip().lower() in _ECG_LEAD_KEYS:
+            raise ItemError(
+                "unknown_units",
+                f"ECG lead {s.name.strip()!r} is in units {s.units!r}, not a voltage",
+                path=shown,
+            )
+        else:
+            dropped.append({"name": s.name, "units": s.units})
+    return keep, dropped
 
 
 def read_wfdb_record(header_path: str | os.PathLike[str]) -> RawEcg:
@@ -681,39 +725,36 @@ def read_wfdb_record(header_path: str | os.PathLike[str]) -> RawEcg:
     header = parse_wfdb_header(text, shown)
 
     digital = None if header.n_seg is not None else _read_fast(header, path.parent, shown)
-    reader = "numpy_fmt16"
-    if digital is None:
-        digital, header = _read_with_wfdb(header, path, shown)
+    checksum_mismatch: list[str] = []
+    if digital is not None:
+        reader = "numpy_fmt16"
+        specs = list(header.signals)
+        digital = np.ascontiguousarray(digital)  # (C, T), rows contiguous for the sums and arithmetic
+        keep, dropped = _usable_channels(specs, shown)
+        if dropped:
+            digital = digital[keep]
+            specs = [specs[i] for i in keep]
+        checksum_mismatch = _checksum_mismatches(digital, specs)
+        signal = _physical_uv(digital, specs, [INVALID_SAMPLE.get(s.fmt) for s in specs], shown)
+        limits, steps = _limits_uv(specs)
+    else:
         reader = "wfdb"
-    specs = list(header.signals)
-    digital = np.ascontiguousarray(digital)  # (C, T), rows contiguous for the sums and arithmetic below
-    if digital.shape[0] != len(specs):
-        raise ItemError(
-            "header_mismatch",
-            "the signal files hold a different number of signals than the header",
-            path=shown,
-        )
-
-    keep = []
-    dropped = []
-    for i, s in enumerate(specs):
-        if _unit_factor(s.units) is not None:
-            keep.append(i)
-        elif s.name.strip().lower() in _ECG_LEAD_KEYS:
-            raise ItemError(
-                "unknown_units",
-                f"ECG lead {s.name.strip()!r} is in units {s.units!r}, not a voltage",
-                path=shown,
-            )
-        else:
-            dropped.append({"name": s.name, "units": s.units})
-    if dropped:
-        digital = digital[keep]
+        physical, header = _read_with_wfdb(header, path, shown)
+        specs = list(header.signals)
+        keep, dropped = _usable_channels(specs, shown)
         specs = [specs[i] for i in keep]
-
-    checksum_mismatch = _checksum_mismatches(digital, specs) if reader == "numpy_fmt16" else []
-    signal = _physical_uv(digital, specs, [INVALID_SAMPLE.get(s.fmt) for s in specs], shown)
-    limits, steps = _limits_uv(specs)
+        factor = np.array([_unit_factor(s.units) for s in specs], dtype=np.float64)[:, None]
+        with np.errstate(over="ignore", invalid="ignore"):
+            signal = physical[keep] * factor
+        if np.isinf(signal).any():
+            raise ItemError("invalid_gain", "a signal's gain makes physical values non-finite", path=shown)
+        finite = signal[np.isfinite(signal)]
+        if finite.size == 0 or float(np.abs(finite).max()) < 2.0**22:
+            signal = signal.astype(np.float32)
+        if all(s.adc_gain for s in specs):
+            limits, steps = _limits_uv(specs)
+        else:  # wfdb gave no ADC description (multi-segment): saturation at the ADC is not measured
+            limits, steps = [], []
     age, sex, codes = _parse_demographics(header.comments)
     base = dt.datetime.combine(header.base_date, header.base_time or dt.time(0)) if header.base_date else None
     return RawEcg(

@@ -332,3 +332,22 @@ def test_raw_ecg_pickles() -> None:
     back = pickle.loads(pickle.dumps(raw))
     assert isinstance(back, RawEcg)
     assert np.array_equal(back.signal, raw.signal) and back.dx_codes == raw.dx_codes
+
+
+def test_multi_segment_record_reads_like_wfdb(tmp_path: Path) -> None:
+    for k in (1, 2):
+        p = np.sin(np.arange(3000) / (20.0 * k))[:, None] * np.array([[1.0, -0.5]])
+        wfdb.wrsamp(
+            f"seg{k}",
+            fs=500,
+            units=["mV", "mV"],
+            sig_name=["I", "II"],
+            p_signal=p,
+            fmt=["212", "212"],
+            write_dir=str(tmp_path),
+        )
+    (tmp_path / "multi.hea").write_text("multi/2 2 500 6000\nseg1 3000\nseg2 3000\n")
+    raw = read_wfdb_record(tmp_path / "multi.hea")
+    expected, _ = reference_uv(tmp_path / "multi.hea")
+    assert raw.signal.shape == (2, 6000) and raw.lead_names == ["I", "II"]
+    np.testing.assert_allclose(raw.signal, expected, atol=1e-3)
