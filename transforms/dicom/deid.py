@@ -55,13 +55,14 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pydicom
 from pydicom._uid_dict import UID_dictionary
-from pydicom.datadict import dictionary_has_tag, repeater_has_tag
+from pydicom.datadict import dictionary_has_tag, dictionary_VR, repeater_has_tag
 from pydicom.dataelem import DataElement, empty_value_for_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
@@ -133,6 +134,8 @@ _NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT"})
 _DIGIT_RUN = re.compile(r"\d{6,}")
 _DATE_LIKE = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
 _WORD = re.compile(r"[0-9A-Za-z]+")
+#: VRs whose kept values still change: sequences (recursed), UIDs, dates, ages.
+_KEEP_NEEDS_VALUE = frozenset({"SQ", "UI", "DA", "DT", "AS", "UN"})
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ class BurnedInPolicy:
 QUARANTINE_BURNED_IN = BurnedInPolicy()
 
 
+@lru_cache(maxsize=65536)
 def remap_uid(uid_key: DeidKey, namespace: str, uid: str) -> str:
     """Keyed replacement UID: ``2.25.`` + decimal of 128 bits of HMAC (PS3.5 §B.2).
 
@@ -205,8 +209,7 @@ class _Context:
     shift_dates: bool
     remap_uids: bool
     actions: Counter[str]
-    phi_substrings: re.Pattern[str] | None = None
-    phi_tokens: frozenset[str] = field(default_factory=frozenset)
+    matcher: IdentifyingMatcher = field(default_factory=lambda: IdentifyingMatcher((), (), frozenset()))
     uid_cache: dict[str, str] = field(default_factory=dict)
 
     def new_uid(self, uid: str) -> str:
@@ -235,30 +238,62 @@ def _values_of(elem: DataElement) -> list[str]:
     return [text] if text.strip() else []
 
 
+def _vr_before_conversion(ds: Dataset, tag: Any) -> str:
+    """The VR of an element without converting its value (raw elements stay raw)."""
+    raw = ds.get_item(tag)
+    vr = getattr(raw, "VR", None)
+    if vr in (None, "UN"):
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            return "UN"
+    return str(vr)
+
+
 def _collect_identifying(ds: Dataset, profile: ResolvedProfile, strings: set[str], tokens: set[str]) -> None:
-    for elem in ds.iterall():
-        tag = int(elem.tag)
-        if elem.tag.is_private or elem.VR in ("SQ", "UN"):
+    """Identifying strings of ``ds`` at every depth: the values the profile removes or replaces
+    (string VRs), the parts of person names, and every non-well-known UID. Private elements are
+    skipped (they are removed whole) and elements are converted only when their value is needed."""
+    for tag in list(ds.keys()):
+        if tag.is_private or tag.element == 0:
             continue
-        if elem.VR == "UI":
-            if tag in SCHEME_UID_TAGS:
+        vr = _vr_before_conversion(ds, tag)
+        itag = int(tag)
+        if vr == "SQ":
+            try:
+                items = ds[tag].value or []
+            except Exception:
                 continue
-            for uid in _values_of(elem):
+            for item in items:
+                _collect_identifying(item, profile, strings, tokens)
+            continue
+        if vr == "UI":
+            if itag in SCHEME_UID_TAGS:
+                continue
+            try:
+                values = _values_of(ds[tag])
+            except Exception:
+                continue
+            for uid in values:
                 clean = uid.strip().rstrip("\x00")
                 if clean and not is_well_known_uid(clean):
                     strings.add(clean)
             continue
-        if elem.VR not in IDENTIFYING_VRS:
+        if vr not in IDENTIFYING_VRS:
             continue
-        action = profile.action_for(tag)
-        if action in (None, "K", "C", "U*") and tag not in (TAG_PATIENT_NAME, TAG_PATIENT_ID):
+        action = profile.action_for(itag)
+        if action in (None, "K", "C", "U*") and itag not in (TAG_PATIENT_NAME, TAG_PATIENT_ID):
             continue
-        for value in _values_of(elem):
+        try:
+            values = _values_of(ds[tag])
+        except Exception:
+            continue
+        for value in values:
             for part in re.split(r"[\\\r\n]+", value):
                 part = part.strip()
                 if len(part) >= 3:
                     strings.add(part)
-            if elem.VR == "PN":
+            if vr == "PN":
                 for component in re.split(r"[\^=]", value):
                     component = component.strip()
                     if len(component) >= 3:
@@ -266,25 +301,47 @@ def _collect_identifying(ds: Dataset, profile: ResolvedProfile, strings: set[str
                     tokens.update(w.lower() for w in _WORD.findall(component) if len(w) >= 2)
 
 
-def _compile_identifying(strings: Iterable[str]) -> re.Pattern[str] | None:
-    """One regex for all identifying strings: case-insensitive substrings for text, whole
-    tokens for strings without letters (so a numeric ID never matches inside a new UID)."""
-    parts = []
-    for text in sorted(set(strings), key=len, reverse=True):
-        escaped = re.escape(text)
-        if any(c.isalpha() for c in text):
-            parts.append(escaped)
-        else:
-            parts.append(rf"(?<![0-9A-Za-z]){escaped}(?![0-9A-Za-z])")
-    if not parts:
-        return None
-    return re.compile("|".join(parts), re.IGNORECASE)
+@dataclass(frozen=True)
+class IdentifyingMatcher:
+    """Finds identifying strings in text: case-insensitive substrings for strings with letters,
+    whole tokens for strings without (so a numeric ID never matches inside a new UID), and
+    whole words for the short parts of person names.
+
+    >>> m = IdentifyingMatcher.build({"Doe", "12345"}, {"jo"})
+    >>> m.search("Mrs DOE"), m.search("2.25.9123456"), m.search("id 12345."), m.search("Jo B"), m.search("Joe")
+    (True, False, True, True, False)
+    """
+
+    letters: tuple[str, ...]
+    numbers: tuple[str, ...]
+    words: frozenset[str]
+
+    @classmethod
+    def build(
+        cls, strings: set[str] | frozenset[str], words: set[str] | frozenset[str]
+    ) -> IdentifyingMatcher:
+        letters = tuple(sorted({t.lower() for t in strings if any(c.isalpha() for c in t)}))
+        numbers = tuple(sorted({t for t in strings if not any(c.isalpha() for c in t)}))
+        return cls(letters, numbers, frozenset(words))
+
+    def search(self, text: str) -> bool:
+        lowered = text.lower()
+        if any(s in lowered for s in self.letters):
+            return True
+        for number in self.numbers:
+            start = text.find(number)
+            while start >= 0:
+                end = start + len(number)
+                before = text[start - 1] if start else ""
+                after = text[end] if end < len(text) else ""
+                if not before.isalnum() and not after.isalnum():
+                    return True
+                start = text.find(number, start + 1)
+        return bool(self.words) and any(w.lower() in self.words for w in _WORD.findall(text))
 
 
 def _holds_identifying(text: str, ctx: _Context) -> bool:
-    if ctx.phi_substrings is not None and ctx.phi_substrings.search(text):
-        return True
-    return bool(ctx.phi_tokens) and any(w.lower() in ctx.phi_tokens for w in _WORD.findall(text))
+    return ctx.matcher.search(text)
 
 
 # --------------------------------------------------------------------------- element actions
@@ -410,12 +467,6 @@ def _deidentify_items(items: Iterable[Dataset], ctx: _Context, depth: int) -> No
 def _deidentify_level(ds: Dataset, ctx: _Context, depth: int) -> None:
     sibling_id = str(ds.get("PatientID", "") or "").strip() if depth > 0 else None
     for tag in list(ds.keys()):
-        try:
-            elem = ds[tag]
-        except Exception:  # an element pydicom cannot decode: it cannot be checked, so it goes
-            del ds[tag]
-            ctx.actions["X:undecodable"] += 1
-            continue
         itag = int(tag)
         if tag.is_private:
             del ds[tag]
@@ -424,6 +475,24 @@ def _deidentify_level(ds: Dataset, ctx: _Context, depth: int) -> None:
         if tag.element == 0:
             del ds[tag]
             ctx.actions["X:group_length"] += 1
+            continue
+        special = itag in (TAG_PATIENT_NAME, TAG_PATIENT_ID)
+        action = ctx.profile.action_for(itag)
+        if action == "X" and not special:
+            del ds[tag]  # removed unread
+            ctx.actions["X:table"] += 1
+            continue
+        if action is None and not (dictionary_has_tag(itag) or repeater_has_tag(itag)):
+            del ds[tag]
+            ctx.actions["X:unknown_public"] += 1
+            continue
+        if action in (None, "K") and not special and _vr_before_conversion(ds, tag) not in _KEEP_NEEDS_VALUE:
+            continue  # kept as it is, unread (numbers, binary data, text: the last pass reads text)
+        try:
+            elem = ds[tag]
+        except Exception:  # an element pydicom cannot decode: it cannot be checked, so it goes
+            del ds[tag]
+            ctx.actions["X:undecodable"] += 1
             continue
         if itag in SCHEME_UID_TAGS:
             ctx.actions["K:scheme_uid"] += 1
@@ -445,14 +514,9 @@ def _deidentify_level(ds: Dataset, ctx: _Context, depth: int) -> None:
                 elem.value = derive_subject_keys(ctx.uid_key, ctx.namespace, original).pseudonym
             ctx.actions["D:patient_id"] += 1
             continue
-        action = ctx.profile.action_for(itag)
         if action is None and elem.VR == "UN":
             del ds[tag]
             ctx.actions["X:unknown_vr"] += 1
-            continue
-        if action is None and not (dictionary_has_tag(itag) or repeater_has_tag(itag)):
-            del ds[tag]
-            ctx.actions["X:unknown_public"] += 1
             continue
         if action == "X":
             del ds[tag]
@@ -478,15 +542,17 @@ def _deidentify_level(ds: Dataset, ctx: _Context, depth: int) -> None:
 
 def _scrub_text(ds: Dataset, ctx: _Context, depth: int = 0) -> None:
     """Last pass: empty any text element that still holds an identifying string."""
-    for elem in ds:
-        if elem.VR == "SQ":
-            for item in elem.value:
+    for tag in list(ds.keys()):
+        vr = _vr_before_conversion(ds, tag)
+        if vr == "SQ":
+            for item in ds[tag].value or []:
                 _scrub_text(item, ctx, depth + 1)
             continue
-        if int(elem.tag) in (TAG_PATIENT_NAME, TAG_PATIENT_ID):
+        if int(tag) in (TAG_PATIENT_NAME, TAG_PATIENT_ID):
             continue
-        if elem.VR not in TEXT_VRS and elem.VR not in NUMBER_STRING_VRS:
+        if vr not in TEXT_VRS and vr not in NUMBER_STRING_VRS:
             continue
+        elem = ds[tag]
         if any(_holds_identifying(t, ctx) for t in _values_of(elem)):
             _empty(elem)
             ctx.actions["Z:identifying_text"] += 1
@@ -520,6 +586,8 @@ def mask_burned_in(ds: Dataset, rectangles: tuple[tuple[float, float, float, flo
         ItemError: ``undecodable_pixels`` naming the transfer syntax when decoding fails.
     """
     syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "unknown")
+    for _elem in ds.iterall():
+        pass  # convert every raw element: the transfer syntax changes below
     try:
         arr = np.array(ds.pixel_array)
     except Exception as exc:
@@ -667,8 +735,7 @@ def deidentify_dataset(
         shift_dates=RETAIN_LONG_FULL_DATES not in chosen,
         remap_uids=RETAIN_UIDS not in chosen,
         actions=actions,
-        phi_substrings=_compile_identifying(strings),
-        phi_tokens=frozenset(tokens),
+        matcher=IdentifyingMatcher.build(strings, tokens),
     )
     _deidentify_level(out, ctx, 0)
     _deidentify_file_meta(out, ctx)
