@@ -20,7 +20,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger("climb.fetch")
 
@@ -186,11 +186,13 @@ class PrefectSecretCredentials:
         except ImportError:
             return None
         try:
-            password = PrefectSecret.load(f"climb-{scope}-password").get()
+            block: Any = PrefectSecret.load(f"climb-{scope}-password")
+            password = block.get()
         except (ValueError, RuntimeError):
             return None
         try:
-            user: str | None = PrefectSecret.load(f"climb-{scope}-username").get()
+            user_block: Any = PrefectSecret.load(f"climb-{scope}-username")
+            user: str | None = user_block.get()
         except (ValueError, RuntimeError):
             user = None
         return Credential(user, Secret(str(password)), f"Prefect Secret block climb-{scope}-password")

@@ -49,6 +49,7 @@ class HuggingFaceFetcher(Fetcher):
     def list_files(self, selection: str | None) -> list[RemoteFile]:
         from huggingface_hub import HfApi, hf_hub_url
         from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+        from huggingface_hub.hf_api import RepoFile
 
         repo_id, revision = self.repo()
         token: Any = self.credential.secret.get() if self.credential is not None else False
@@ -69,7 +70,7 @@ class HuggingFaceFetcher(Fetcher):
             raise FetchError(f"{self.manifest.id}: listing {repo_id} failed with HTTP {status}") from None
         files = []
         for entry in entries:
-            if not hasattr(entry, "blob_id"):  # a folder
+            if not isinstance(entry, RepoFile):  # a folder
                 continue
             sha = entry.lfs.sha256 if entry.lfs is not None else None
             url = hf_hub_url(

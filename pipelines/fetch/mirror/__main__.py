@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
-from pipelines.fetch.mirror.server import Faults
+from pipelines.fetch.mirror.server import Faults, MirrorServer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         raw = os.environ.get(args.users_env, "")
         users = dict(pair.split(":", 1) for pair in raw.split(",") if ":" in pair)
     faults = Faults(bandwidth_bytes_per_s=args.bandwidth)
-    common = {"faults": faults, "host": args.host, "port": args.port}
+    common: dict[str, Any] = {"faults": faults, "host": args.host, "port": args.port}
+    server: MirrorServer
     if args.kind == "physionet":
         from pipelines.fetch.mirror.physionet import PhysioNetMirror
 

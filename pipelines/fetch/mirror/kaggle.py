@@ -34,10 +34,10 @@ class KaggleHandler(MirrorHandler):
             if srv.users.get(user) == key:
                 return user
         elif header.startswith("Bearer "):
-            user = srv.tokens.get(header[7:])
-            if user is not None:
-                srv.stats.auth_users.append(user)
-                return user
+            token_user = srv.tokens.get(header[7:])
+            if token_user is not None:
+                srv.stats.auth_users.append(token_user)
+                return token_user
         return None
 
     def _list(self, folder: Path | None, body: dict, key: str) -> None:

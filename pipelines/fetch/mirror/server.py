@@ -132,7 +132,8 @@ class MirrorServer(ThreadingHTTPServer):
     def url(self) -> str:
         """``http://127.0.0.1:<port>``."""
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        return f"http://{name}:{port}"
 
     def start(self) -> MirrorServer:
         """Serve in a daemon thread; returns ``self``."""

@@ -280,3 +280,33 @@ def test_progress_log_lines_report_bytes(
     _fetch(physionet_manifest, physionet_server, tmp_path / "raw", no_credentials, files="g2/*")
     final = [r for r in caplog.records if r.msg.startswith("%s: %s / %s")]
     assert final and final[-1].args[1] == "293.0 KiB"  # 300_000 bytes
+
+
+def test_a_complete_part_file_is_verified_and_published_without_refetching(
+    physionet_tree, physionet_server, physionet_manifest, no_credentials, tmp_path
+):
+    """Killed after the last byte but before the rename: the server answers 416, nothing is re-sent."""
+    dest = tmp_path / "raw"
+    part = dest / (LARGE + ".part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes((physionet_tree / PROJECT / LARGE).read_bytes())
+    log = _fetch(physionet_manifest, physionet_server, dest, no_credentials, files="g2/*")
+    (rec,) = log.files
+    assert rec.bytes_transferred == 0 and rec.resumed_from_bytes == rec.size_bytes
+    assert physionet_server.stats.count(LARGE_URL, status=416) == 1
+    assert (dest / LARGE).is_file() and not part.exists()
+
+
+def test_a_server_that_ignores_range_restarts_the_file_cleanly(
+    physionet_tree, physionet_server, physionet_manifest, no_credentials, tmp_path
+):
+    dest = tmp_path / "raw"
+    data = (physionet_tree / PROJECT / LARGE).read_bytes()
+    part = dest / (LARGE + ".part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(data[:1234])
+    physionet_server.faults.ignore_range = True
+    log = _fetch(physionet_manifest, physionet_server, dest, no_credentials, files="g2/*")
+    (rec,) = log.files
+    assert (dest / LARGE).read_bytes() == data  # not 1234 bytes twice
+    assert rec.bytes_transferred == len(data)

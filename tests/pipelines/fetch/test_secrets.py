@@ -124,6 +124,7 @@ def test_secret_appears_nowhere_after_a_full_fetch(physionet_tree, tmp_path, mon
     for p in files:
         _assert_clean(p.read_bytes(), str(p))
     assert watcher.polls > 0
+    assert watcher.argvs == []  # the fetch spawns no child process at all (so none can carry the secret)
     for argv in watcher.argvs:
         _assert_clean(" ".join(argv), f"child argv {argv[:2]}")
 
