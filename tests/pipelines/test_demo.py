@@ -1,0 +1,70 @@
+"""``climb demo`` end to end, reduced size: mirror -> Prefect flow -> shards -> epoch -> report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pipelines.demo.run import DEMO_SOURCES, mirror_cache_dir
+
+RECORDS = 4
+
+
+def _all_output_text(paths: list[Path]) -> str:
+    parts = []
+    files = [q for p in paths for q in ([p] if p.is_file() else sorted(p.rglob("*")))]
+    for path in files:
+        if path.is_file():
+            parts.append(path.read_bytes().decode("latin-1"))
+            if path.suffix == ".parquet":
+                parts.append(json.dumps(pq.read_table(path).to_pylist(), default=str))
+    return "\n".join(parts)
+
+
+def test_climb_demo_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    env = {k: v for k, v in os.environ.items() if k not in ("CLIMB_DEID_SECRET", "PREFECT_HOME", "PREFECT_API_URL")}
+    env["COLUMNS"] = "200"
+    climb = Path(sys.executable).with_name("climb")
+    proc = subprocess.run(
+        [str(climb), "demo", "--out", str(out), "--records", str(RECORDS), "--backend", "local"],
+        env=env, capture_output=True, text=True, timeout=900,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+
+    # The summary names every implemented source with its counts and the epoch check.
+    for source in DEMO_SOURCES:
+        assert source in output
+    assert output.count("seen once") == len(DEMO_SOURCES)
+    assert "report:" in output and (out / "report.html").is_file()
+
+    planted = json.loads((mirror_cache_dir(RECORDS) / "planted.json").read_text())
+    built = out / "built"
+    for source in DEMO_SOURCES:
+        current = json.loads((built / source / "current.json").read_text())["version"]
+        manifest = json.loads((built / source / current / "manifest.json").read_text())
+        counts = manifest["counts"]
+        assert counts["items_in"] == RECORDS == counts["items_published"] + counts["quarantined"]
+        assert counts["samples_out"] >= RECORDS - counts["quarantined"]
+        assert manifest["deid"]["actions"], "no de-identification report"
+        assert f"{counts['samples_out']} seen once" in output
+
+    # No identifier planted by the mirror reaches any output byte (datasets and report).
+    # (``out/raw`` holds the fetched raw release itself: input, not output.)
+    text = _all_output_text([built, out / "report.html"])
+    assert len(text) > 100_000
+    for source, records in planted.items():
+        if source not in DEMO_SOURCES:
+            continue
+        for record in records:
+            for key in ("record", "patient_name", "mrn"):
+                assert record[key] not in text, f"{source}: planted {key} leaked"
+            assert record["recorded"][:10] not in text, f"{source}: original date leaked"
+    # The demo's one-off credentials never reach the outputs or the console.
+    assert "PHYSIONET_PASSWORD" not in text
