@@ -165,10 +165,14 @@ class EcgSpec:
         return round(self.window_s * self.sampling_rate_hz)
 
     @property
+    def min_tail_seconds(self) -> float:
+        """``min_tail_s`` as resolved at construction (never None)."""
+        return float(self.min_tail_s if self.min_tail_s is not None else self.window_s / 2)
+
+    @property
     def min_tail_samples(self) -> int:
         """Samples a remainder needs to become a window."""
-        assert self.min_tail_s is not None  # resolved in __post_init__
-        return math.ceil(self.min_tail_s * self.sampling_rate_hz - 1e-9)
+        return math.ceil(self.min_tail_seconds * self.sampling_rate_hz - 1e-9)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form; :meth:`from_dict` inverts it.
@@ -325,7 +329,7 @@ def resample_to_rate(signal: np.ndarray, fs_in_hz: float, fs_out_hz: float) -> n
         x = x.astype(np.float64)
     if up == down:
         return x
-    from scipy.signal import resample_poly
+    from scipy.signal import resample_poly  # type: ignore[import-untyped]
 
     return resample_poly(x, up, down, axis=-1)
 
@@ -395,7 +399,7 @@ def canonicalise(raw: RawEcg, spec: EcgSpec) -> list[EcgSample]:
     if not math.isfinite(raw.fs_hz) or raw.fs_hz <= 0:
         raise ItemError("invalid_rate", f"the record's sampling rate {raw.fs_hz} Hz is not positive")
     used = raw.signal[present]
-    if used.shape[1] == 0 or raw.duration_s < spec.min_tail_s - 0.5 / raw.fs_hz:
+    if used.shape[1] == 0 or raw.duration_s < spec.min_tail_seconds - 0.5 / raw.fs_hz:
         raise ItemError(
             "record_too_short",
             f"the record lasts {raw.duration_s:.3f} s, shorter than the {spec.min_tail_s} s a window needs",

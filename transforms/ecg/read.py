@@ -502,9 +502,9 @@ def _physical_uv(
         dtype = np.float32 if float((span * np.abs(scale)).max()) < 2.0**22 else np.float64
     else:
         dtype = np.float64
-    out = digital.astype(dtype)
-    out -= baseline.astype(dtype)[:, None]
-    out *= scale.astype(dtype)[:, None]
+    out: np.ndarray = digital.astype(dtype)
+    np.subtract(out, baseline.astype(dtype)[:, None], out=out)
+    np.multiply(out, scale.astype(dtype)[:, None], out=out)
     for code in {c for c in invalid if c is not None}:
         rows = [i for i, c in enumerate(invalid) if c == code]
         hits = digital[rows] == code
@@ -578,7 +578,7 @@ def _read_with_wfdb(header: WfdbHeader, header_path: Path, shown: str) -> tuple[
         (float64 (C, T) physical values in each channel's own units, NaN at invalid samples;
         the header rebuilt from what wfdb read).
     """
-    import wfdb  # imported lazily: the fast path does not need it
+    import wfdb  # type: ignore[import-untyped]  # lazily: the fast path does not need it
 
     directory = header_path.parent
     if header.n_seg is None:
@@ -586,7 +586,7 @@ def _read_with_wfdb(header: WfdbHeader, header_path: Path, shown: str) -> tuple[
         files: dict[str, list[WfdbSignalSpec]] = {}
         for s in header.signals:
             files.setdefault(s.file_name, []).append(s)
-        for name, specs in files.items():
+        for name, in_file in files.items():
             if name.startswith("~"):
                 continue
             path = directory / name
@@ -594,14 +594,14 @@ def _read_with_wfdb(header: WfdbHeader, header_path: Path, shown: str) -> tuple[
                 raise ItemError(
                     "missing_signal_file", "a signal file named by the header is missing", path=str(path)
                 )
-            if header.sig_len is None or any(s.fmt not in BITS_PER_SAMPLE for s in specs):
+            if header.sig_len is None or any(s.fmt not in BITS_PER_SAMPLE for s in in_file):
                 continue
-            if len({s.fmt for s in specs}) != 1:
+            if len({s.fmt for s in in_file}) != 1:
                 continue
-            frame = sum(s.samps_per_frame for s in specs)
-            need = _expected_bytes(specs[0].fmt, frame * header.sig_len)
+            frame = sum(s.samps_per_frame for s in in_file)
+            need = _expected_bytes(in_file[0].fmt, frame * header.sig_len)
             if need is not None:
-                need += specs[0].byte_offset or 0
+                need += in_file[0].byte_offset or 0
                 size = path.stat().st_size
                 if size < need:
                     raise ItemError(
@@ -814,7 +814,7 @@ def read_cpsc2018_mat(mat_path: str | os.PathLike[str]) -> RawEcg:
         >>> raw.signal.shape, raw.fs_hz, raw.sex, raw.age_years
         ((12, 5000), 500.0, 'M', 52.0)
     """
-    import scipy.io
+    import scipy.io  # type: ignore[import-untyped]
 
     path = Path(mat_path)
     shown = str(path)

@@ -128,7 +128,7 @@ def validate(sample: EcgSample, spec: EcgSpec) -> list[Problem]:
                 problems.append(
                     Problem(
                         "flat_lead",
-                        f"lead {_lead_name(spec, i)} is flat: standard deviation {std_uv[j]:.2f} µV < {FLAT_STD_UV:g} µV",
+                        f"lead {_lead_name(spec, int(i))} is flat: standard deviation {std_uv[j]:.2f} µV < {FLAT_STD_UV:g} µV",
                     )
                 )
         source = sample.source_saturation
@@ -143,7 +143,7 @@ def validate(sample: EcgSample, spec: EcgSpec) -> list[Problem]:
                 problems.append(
                     Problem(
                         "saturated_lead",
-                        f"lead {_lead_name(spec, i)} is saturated: {fraction:.1%} of samples at {where} "
+                        f"lead {_lead_name(spec, int(i))} is saturated: {fraction:.1%} of samples at {where} "
                         f"(> {SATURATED_FRACTION:.0%})",
                     )
                 )
