@@ -11,7 +11,6 @@ from transforms.dicom.canonical import (
     canonicalise_dicom_frames,
     canonicalise_dicom_image,
     canonicalise_raw_image,
-    validate,
 )
 from transforms.dicom.deid import (
     BurnedInPolicy,
@@ -23,6 +22,7 @@ from transforms.dicom.deid import (
 )
 from transforms.dicom.profile import DEFAULT_OPTIONS
 from transforms.dicom.read import read_image_file
+from transforms.dicom.validate import validate
 
 __all__ = [
     "DEFAULT_OPTIONS",

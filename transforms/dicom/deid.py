@@ -211,6 +211,7 @@ class _Context:
     actions: Counter[str]
     matcher: IdentifyingMatcher = field(default_factory=lambda: IdentifyingMatcher((), (), frozenset()))
     uid_cache: dict[str, str] = field(default_factory=dict)
+    cleaning: int = 0  # > 0 inside a sequence whose action is C
 
     def new_uid(self, uid: str) -> str:
         clean = uid.strip().rstrip("\x00")
@@ -427,7 +428,13 @@ def _cap_age(elem: DataElement, ctx: _Context) -> None:
 def _clean(elem: DataElement, ctx: _Context, depth: int) -> None:
     vr = elem.VR
     if vr == "SQ":
-        _deidentify_items(elem.value, ctx, depth + 1)
+        # Clean Structured Content / Graphics: the table applies inside, and every free-text
+        # value inside is cleaned as a descriptor even where the table does not list it
+        ctx.cleaning += 1
+        try:
+            _deidentify_items(elem.value, ctx, depth + 1)
+        finally:
+            ctx.cleaning -= 1
     elif vr in ("DA", "DT"):
         _shift_date_element(elem, ctx)
     elif vr == "TM":
@@ -457,6 +464,8 @@ def _keep(elem: DataElement, ctx: _Context, depth: int) -> None:
         _shift_date_element(elem, ctx)
     elif vr == "AS":
         _cap_age(elem, ctx)
+    elif ctx.cleaning and vr in IDENTIFYING_VRS:
+        _clean_descriptor(elem, ctx)
 
 
 def _deidentify_items(items: Iterable[Dataset], ctx: _Context, depth: int) -> None:
@@ -486,7 +495,12 @@ def _deidentify_level(ds: Dataset, ctx: _Context, depth: int) -> None:
             del ds[tag]
             ctx.actions["X:unknown_public"] += 1
             continue
-        if action in (None, "K") and not special and _vr_before_conversion(ds, tag) not in _KEEP_NEEDS_VALUE:
+        if (
+            action in (None, "K")
+            and not special
+            and not ctx.cleaning
+            and _vr_before_conversion(ds, tag) not in _KEEP_NEEDS_VALUE
+        ):
             continue  # kept as it is, unread (numbers, binary data, text: the last pass reads text)
         try:
             elem = ds[tag]
@@ -526,7 +540,10 @@ def _deidentify_level(ds: Dataset, ctx: _Context, depth: int) -> None:
             ctx.actions["Z:table"] += 1
         elif action == "D":
             if elem.VR == "SQ":
-                _deidentify_items(elem.value, ctx, depth + 1)
+                # the dummy of a sequence is an empty one: its content (SR text, graphic
+                # annotations, observers) is what D removes
+                elem.value = Sequence([])
+                ctx.actions["D:sequence_emptied"] += 1
             else:
                 _dummy(elem, ctx)
         elif action == "U":
@@ -635,7 +652,7 @@ def _code_item(value: str, meaning: str) -> Dataset:
     return item
 
 
-def _add_markers(ds: Dataset, options: frozenset[str], pixels_cleaned: bool) -> None:
+def _add_markers(ds: Dataset, options: frozenset[str], pixels_cleaned: bool, dates_shifted: bool) -> None:
     codes = [BASIC_PROFILE_CODE]
     if pixels_cleaned:
         codes.append(CLEAN_PIXEL_DATA_CODE)
@@ -645,7 +662,7 @@ def _add_markers(ds: Dataset, options: frozenset[str], pixels_cleaned: bool) -> 
     ds.DeidentificationMethodCodeSequence = Sequence([_code_item(v, m) for v, m in codes])
     if RETAIN_LONG_FULL_DATES in options:
         ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
-    elif RETAIN_LONG_MODIFIED_DATES in options:
+    elif RETAIN_LONG_MODIFIED_DATES in options or dates_shifted:
         ds.LongitudinalTemporalInformationModified = "MODIFIED"
     else:
         ds.LongitudinalTemporalInformationModified = "REMOVED"
@@ -740,7 +757,8 @@ def deidentify_dataset(
     _deidentify_level(out, ctx, 0)
     _deidentify_file_meta(out, ctx)
     _scrub_text(out, ctx)
-    _add_markers(out, chosen, pixels_cleaned)
+    dates_shifted = any(name.startswith("C:shift_") for name in actions)
+    _add_markers(out, chosen, pixels_cleaned, dates_shifted)
     return out, actions
 
 

@@ -23,10 +23,10 @@ from transforms.dicom.canonical import (
     canonicalise_dicom_frames,
     canonicalise_dicom_image,
     canonicalise_raw_image,
-    validate,
 )
 from transforms.dicom.deid import read_dicom
 from transforms.dicom.read import read_image_file
+from transforms.dicom.validate import validate
 from transforms.problems import ItemError
 
 NO_RESIZE = Image2DSpec(long_side_px=100_000, upscale=False)

@@ -311,3 +311,57 @@ def test_pixels_untouched_without_burned_in(synthetic) -> None:
     for _name, original, out in pairs:
         if "PixelData" in original:
             assert np.array_equal(original.pixel_array, out.pixel_array)
+
+
+def _sr_dataset() -> Dataset:
+    ds = Dataset()
+    ds.PatientName, ds.PatientID = "QUINCY^ADA", "P-778899"
+    ds.SOPInstanceUID, ds.StudyDate, ds.PatientAge = "1.2.3.4.99", "20200202", "041Y"
+    ds.StudyDescription = "Follow-up"
+    texts = []
+    for value in ("No acute findings.", "Discussed with Ada Quincy by phone", "Phone 5551234567"):
+        item = Dataset()
+        item.ValueType, item.TextValue = "TEXT", value
+        texts.append(item)
+    ds.ContentSequence = texts
+    return ds
+
+
+def test_structured_content_removed_by_default_and_cleaned_on_request() -> None:
+    ds = _sr_dataset()
+    keys = subject_keys_for_dataset(ds, KEY, NAMESPACE)
+    basic_out, actions = deidentify_dataset(ds, keys, KEY, NAMESPACE)
+    assert len(basic_out.ContentSequence) == 0 and actions["D:sequence_emptied"] == 1
+    cleaned, _ = deidentify_dataset(ds, keys, KEY, NAMESPACE, DEFAULT_OPTIONS | {"clean-structured-content"})
+    values = [str(item.get("TextValue", "")) for item in cleaned.ContentSequence]
+    assert values == ["No acute findings.", "", ""]  # the name and the long number are gone
+    codes = {item.CodeValue for item in cleaned.DeidentificationMethodCodeSequence}
+    assert "113104" in codes
+
+
+def test_option_sets_change_what_is_kept() -> None:
+    ds = _sr_dataset()
+    keys = subject_keys_for_dataset(ds, KEY, NAMESPACE)
+    basic, _ = deidentify_dataset(ds, keys, KEY, NAMESPACE, frozenset())
+    assert basic.StudyDate == "" and "PatientAge" not in basic and "StudyDescription" not in basic
+    assert basic.LongitudinalTemporalInformationModified == "REMOVED"
+    kept_uids, _ = deidentify_dataset(ds, keys, KEY, NAMESPACE, DEFAULT_OPTIONS | {"retain-uids"})
+    assert kept_uids.SOPInstanceUID == "1.2.3.4.99"
+    full_dates, _ = deidentify_dataset(
+        ds, keys, KEY, NAMESPACE, {"retain-long-full-dates", "retain-patient-chars", "clean-descriptors"}
+    )
+    assert (
+        full_dates.StudyDate == "20200202"
+        and full_dates.LongitudinalTemporalInformationModified == "UNMODIFIED"
+    )
+
+
+def test_per_item_functions_pickle_for_workers() -> None:
+    import functools
+    import pickle
+
+    fn = functools.partial(deidentify_file, keys=None, uid_key=KEY, namespace=NAMESPACE, burned_in=TOP_BAND)
+    clone = pickle.loads(pickle.dumps(fn))
+    out, _ = clone(get_testdata_files("CT_small.dcm")[0])
+    assert out.PatientIdentityRemoved == "YES"
+    assert "redacted" in repr(pickle.loads(pickle.dumps(KEY)))
