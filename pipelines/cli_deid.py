@@ -20,14 +20,20 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import sys
 import uuid
+import warnings
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pydicom
+import pydicom.config
 import typer
 
 from transforms.dicom.deid import (
@@ -73,9 +79,31 @@ class FileResult:
 _JOB: DicomJob | None = None
 
 
+def quiet_pydicom() -> None:
+    """Silence pydicom's value warnings: they quote element values (UIDs, names) into logs."""
+    warnings.filterwarnings("ignore", module=r"pydicom(\..*)?")
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+
+
+@contextmanager
+def quiet_pydicom_here() -> Iterator[None]:
+    """:func:`quiet_pydicom` for the duration of a block, then the caller's settings back."""
+    logger = logging.getLogger("pydicom")
+    level, mode = logger.level, pydicom.config.settings.reading_validation_mode
+    with warnings.catch_warnings():
+        try:
+            quiet_pydicom()
+            yield
+        finally:
+            logger.setLevel(level)
+            pydicom.config.settings.reading_validation_mode = mode
+
+
 def _init_worker(job: DicomJob) -> None:
     global _JOB
     _JOB = job
+    quiet_pydicom()
 
 
 def deidentify_one(job: DicomJob, relative: str) -> FileResult:
@@ -162,7 +190,10 @@ def run_dicom_job(
     """De-identify ``files`` (relative to ``job.in_dir``) with ``workers`` processes."""
     results: list[FileResult] = []
     label = "de-identifying"
-    with typer.progressbar(length=len(files), label=label, file=sys.stderr, hidden=not show_progress) as bar:
+    with (
+        quiet_pydicom_here(),
+        typer.progressbar(length=len(files), label=label, file=sys.stderr, hidden=not show_progress) as bar,
+    ):
         if workers <= 1:
             for relative in files:
                 results.append(deidentify_one(job, relative))
