@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,13 @@ def _lay_out_release(root: Path, source: str) -> list:
             shutil.copy(hea, group / hea.name)
             shutil.copy(hea.with_suffix(".mat"), group / hea.with_suffix(".mat").name)
     durations = (6.0, 54.0) if source == "cpsc2018" else (10.0, 10.0)
-    return write_cinc_release(root, source, N_SYNTHETIC, seed=11, start_number=1, durations_s=durations)
+    planted = write_cinc_release(root, source, N_SYNTHETIC, seed=11, start_number=1, durations_s=durations)
+    # One record of a patient over 89 for certain (the random ones may all be younger).
+    old = write_cinc_release(root, source, 1, seed=12, start_number=N_SYNTHETIC + 1, durations_s=durations)
+    assert old[0].age >= 0
+    hea = next(root.rglob(f"{old[0].record}.hea"))
+    hea.write_text(re.sub(r"# Age: \d+", "# Age: 97", hea.read_text()))
+    return [*planted, replace(old[0], age=97)]
 
 
 @pytest.fixture(scope="module")

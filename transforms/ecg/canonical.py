@@ -107,6 +107,10 @@ class EcgSpec:
             None (the default) means half a window (5 s for 10 s windows).
         dtype: stored sample type; only ``"int16"``.
         units: stored units; only ``"uV"``.
+        accept_zero_gain: read a header gain of 0 as WFDB's legacy default of 200 adu per unit.
+            Off by default: no catalog ECG source writes 0 on purpose (the CinC sources use
+            1000 adu/mV), so a 0 there is a damaged header, and reading it as 200 would scale
+            the signal by 5 without a trace. Such records are quarantined (``invalid_gain``).
 
     Raises:
         ValueError: for any value outside these rules.
@@ -119,6 +123,7 @@ class EcgSpec:
     min_tail_s: float | None = None
     dtype: str = "int16"
     units: str = "uV"
+    accept_zero_gain: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.leads, list):
@@ -202,7 +207,16 @@ class EcgSpec:
         ...                        "dtype": "int16", "units": "uV", "window_policy": "tile"}) == EcgSpec()
         True
         """
-        known = {"sampling_rate_hz", "leads", "window_s", "window_policy", "min_tail_s", "dtype", "units"}
+        known = {
+            "sampling_rate_hz",
+            "leads",
+            "window_s",
+            "window_policy",
+            "min_tail_s",
+            "dtype",
+            "units",
+            "accept_zero_gain",
+        }
         extra = set(canonical) - known
         if extra:
             raise ValueError(
@@ -404,6 +418,15 @@ def canonicalise(raw: RawEcg, spec: EcgSpec) -> list[EcgSample]:
             "record_too_short",
             f"the record lasts {raw.duration_s:.3f} s, shorter than the {spec.min_tail_s} s a window needs",
         )
+    zero_gain = set(raw.meta.get("zero_gain_leads") or ())
+    if zero_gain and not spec.accept_zero_gain:
+        used_names = {raw.lead_names[i] for i in present}
+        if zero_gain & used_names:
+            raise ItemError(
+                "invalid_gain",
+                f"{len(zero_gain & used_names)} lead(s) have a header gain of 0 (WFDB would read 200 adu per "
+                "unit, a silent rescaling); set accept_zero_gain to allow it",
+            )
     if not np.isfinite(used).all():
         n_bad = int(np.size(used) - np.count_nonzero(np.isfinite(used)))
         raise ItemError(

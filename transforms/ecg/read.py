@@ -232,6 +232,8 @@ class WfdbHeader:
     base_date: dt.date | None
     signals: tuple[WfdbSignalSpec, ...]
     comments: tuple[str, ...]
+    #: Signals whose header gain was written as 0 (read as 200 per WFDB; see ``zero_gain_leads``).
+    zero_gain_signals: tuple[int, ...] = ()
 
 
 def _header_error(detail: str, path: str | os.PathLike[str] | None) -> ItemError:
@@ -314,6 +316,7 @@ def parse_wfdb_header(text: str, path: str | os.PathLike[str] | None = None) -> 
             path=None if path is None else str(path),
         )
     signals = []
+    zero_gain: list[int] = []
     for i, line in enumerate(signal_lines):
         m = _RX_SIGNAL.match(line)
         if m is None:
@@ -327,6 +330,7 @@ def parse_wfdb_header(text: str, path: str | os.PathLike[str] | None = None) -> 
             raise _header_error(f"signal line {i + 1} has an unreadable gain", path) from None
         if gain == 0:
             gain = DEFAULT_GAIN  # WFDB header(5): "a gain of zero ... is taken to be 200"; as wfdb-python
+            zero_gain.append(i)
         adc_zero = int(zero) if zero else 0
         signals.append(
             WfdbSignalSpec(
@@ -346,7 +350,16 @@ def parse_wfdb_header(text: str, path: str | os.PathLike[str] | None = None) -> 
             )
         )
     return WfdbHeader(
-        rec["record_name"], None, n_sig, fs_hz, sig_len, base_time, base_date, tuple(signals), tuple(comments)
+        rec["record_name"],
+        None,
+        n_sig,
+        fs_hz,
+        sig_len,
+        base_time,
+        base_date,
+        tuple(signals),
+        tuple(comments),
+        zero_gain_signals=tuple(zero_gain),
     )
 
 
@@ -778,6 +791,7 @@ def read_wfdb_record(header_path: str | os.PathLike[str]) -> RawEcg:
             "checksum_mismatch": checksum_mismatch,
             "dropped_channels": dropped,
             "base_time": header.base_time.isoformat() if header.base_time else None,
+            "zero_gain_leads": [header.signals[i].name for i in header.zero_gain_signals],
         },
     )
 
