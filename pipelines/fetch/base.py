@@ -14,6 +14,7 @@ import os
 import posixpath
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -302,6 +303,10 @@ class Fetcher(ABC):
     def resolve_download(self, session: requests.Session, remote: RemoteFile) -> tuple[str, dict[str, str]]:
         """The URL and extra headers for the next attempt at ``remote`` (default: its URL)."""
         return remote.url, {}
+
+    def reject_response(self, remote: RemoteFile, headers: Mapping[str, str]) -> str | None:
+        """A reason to discard a 200/206 response and retry (e.g. an HTML error page), or ``None``."""
+        return None
 
     def describe_auth_failure(self, status: int, what: str) -> str:
         """A 401/403 message: which credential was used, by origin, and what to do."""

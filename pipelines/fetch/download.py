@@ -25,7 +25,9 @@ are file offsets and hashes are of the file as published.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import fcntl
 import hashlib
 import http.client
 import logging
@@ -45,6 +47,7 @@ import urllib3
 
 from pipelines.fetch.base import (
     PART_SUFFIX,
+    STATE_DIR,
     AuthError,
     ChecksumMismatch,
     FetchError,
@@ -56,7 +59,7 @@ from pipelines.fetch.base import (
 from pipelines.fetch.credentials import redact
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from pipelines.fetch.base import Fetcher
     from pipelines.fetch.progress import ProgressReporter
@@ -171,6 +174,25 @@ class Transfer:
     status: FileStatus = "downloaded"
 
 
+@contextlib.contextmanager
+def _file_lock(dest: Path, rel_path: str) -> Iterator[None]:
+    """Hold an exclusive, non-blocking ``flock`` for one destination file (released on exit or death)."""
+    locks = dest / STATE_DIR / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    lock_path = locks / (hashlib.sha1(rel_path.encode()).hexdigest() + ".lock")
+    with open(lock_path, "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FetchError(
+                f"{rel_path}: another fetch of this destination is writing it; not touching it"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 def new_session(fetcher: Fetcher) -> requests.Session:
     """A ``requests.Session`` with TLS verification on, identity encoding and the fetcher's auth."""
     session = requests.Session()
@@ -272,7 +294,18 @@ class HttpDownloader:
 
     # -- one file ------------------------------------------------------------------------------
     def download_one(self, remote: RemoteFile, dest: Path, fetcher: Fetcher) -> FetchRecord:
-        """Fetch, verify and publish one file (see the module docstring)."""
+        """Fetch, verify and publish one file (see the module docstring).
+
+        An exclusive lock (``<dest>/.climb/locks/``) is held meanwhile, so two fetches of the same
+        destination (a retried flow run beside a stuck one) never write one ``.part`` together.
+
+        Raises:
+            FetchError: another process holds the file's lock, or the fetch failed.
+        """
+        with _file_lock(dest, remote.path):
+            return self._download_one(remote, dest, fetcher)
+
+    def _download_one(self, remote: RemoteFile, dest: Path, fetcher: Fetcher) -> FetchRecord:
         t0 = time.monotonic()
         final = dest / check_relative_path(remote.path)
         source = self.checksum_sources.get(remote.path, "host" if remote.sha256 else "registered")
@@ -396,6 +429,9 @@ class HttpDownloader:
                 raise _Retryable(f"HTTP {status}", parse_retry_after(resp.headers.get("Retry-After")))
             if status == 404:
                 raise FetchError(f"{remote.path}: not found on the host (HTTP 404 for {url})")
+            rejected = fetcher.reject_response(remote, resp.headers)
+            if rejected:
+                raise _Retryable(rejected)
             if status == 206:
                 m = _CONTENT_RANGE.search(resp.headers.get("Content-Range", ""))
                 if not m or int(m.group(1)) != offset:

@@ -11,6 +11,7 @@ the catalog (Drive publishes none).
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from html.parser import HTMLParser
 from urllib.parse import urlencode
 
@@ -88,6 +89,14 @@ class GoogleDriveFetcher(Fetcher):
             for name, fid in sorted(self.file_ids().items())
         ]
         return select_files(files, selection)
+
+    def reject_response(self, remote: RemoteFile, headers: Mapping[str, str]) -> str | None:
+        """An HTML page instead of the file means the confirmation expired: pass it again next time."""
+        if "text/html" in headers.get("Content-Type", ""):
+            with self._lock:
+                self._resolved.pop(remote.path, None)
+            return "Google Drive answered an HTML page instead of the file (confirmation expired)"
+        return None
 
     def resolve_download(self, session: requests.Session, remote: RemoteFile) -> tuple[str, dict[str, str]]:
         """Pass the large-file confirmation page once per file; later attempts reuse the URL."""

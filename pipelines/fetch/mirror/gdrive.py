@@ -3,7 +3,8 @@
 Files smaller than ``confirm_above_bytes`` are redirected (303) to ``/download?id=<id>&export=download``;
 larger ones get Drive's HTML "can't scan this file for viruses" page with a ``download-form``
 whose hidden ``confirm`` and ``uuid`` fields must come back. ``/download`` without them answers
-the page again. Files live at ``<root>/<id>``.
+the page again; with ``single_use_confirmations`` a confirmation is good for one download
+(as Drive's expire). Files live at ``<root>/<id>``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class GoogleDriveHandler(MirrorHandler):
             if large and (query.get("confirm") != "t" or query.get("uuid") != self.server.uuids.get(file_id)):
                 self._page(file_id, size)
                 return
+            if large and self.server.single_use_confirmations:
+                self.server.uuids.pop(file_id, None)  # the next request needs a fresh confirmation
             self.send_file(
                 target,
                 parts.path + "/" + file_id,
@@ -73,9 +76,11 @@ class GoogleDriveMirror(MirrorServer):
         root: str | Path,
         faults: Faults | None = None,
         confirm_above_bytes: int = 100_000,
+        single_use_confirmations: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.confirm_above_bytes = confirm_above_bytes
+        self.single_use_confirmations = single_use_confirmations
         self.uuids: dict[str, str] = {}
         super().__init__(root, faults, host, port)

@@ -173,3 +173,49 @@ def test_drive_source_without_file_ids_prints_manual_instructions(tmp_path):
     manifest = make_manifest("gdrive")
     with pytest.raises(ManualDownloadRequired, match="names no Google Drive file ids"):
         _run(manifest, {"gdrive": "http://127.0.0.1:9"}, tmp_path / "raw", tmp_path / "cat")
+
+
+def test_an_expired_drive_confirmation_is_passed_again_and_the_file_resumes(tmp_path):
+    root = tmp_path / "drive"
+    big = write_random(root / "1Big", 250_000, seed=8)
+    manifest = make_manifest("gdrive", dataset="1Big=big.bin")
+    with GoogleDriveMirror(root, confirm_above_bytes=100_000, single_use_confirmations=True) as srv:
+        srv.faults.paths, srv.faults.drop_at_byte, srv.faults.drop_times = "/download/1Big", 100_000, 1
+        log = _run(manifest, {"gdrive": srv.url}, tmp_path / "raw", tmp_path / "cat", register_checksums=True)
+        reqs = list(srv.stats.requests)
+    assert (tmp_path / "raw" / "big.bin").read_bytes() == big
+    assert log.files[0].bytes_transferred == len(big)  # the HTML page was never written into the file
+    pages = [
+        r for r in reqs if r[2] == 200 and r[1] in ("/uc", "/download") and r[3] is None and r[1] == "/uc"
+    ]
+    assert len(pages) == 2  # confirmed twice: once at the start, once after the expired resume
+    assert ("GET", "/download/1Big", 206, "bytes=100000-") in reqs
+
+
+def test_two_fetches_never_write_the_same_file(physionet_tree, physionet_manifest, tmp_path):
+    import fcntl
+    import hashlib as _h
+
+    from pipelines.fetch.mirror.physionet import PhysioNetMirror
+
+    from .conftest import DATASET
+
+    rel = f"{DATASET}/g1/HR00001.hea"
+    locks = tmp_path / "raw" / ".climb" / "locks"
+    locks.mkdir(parents=True)
+    with (
+        open(locks / (_h.sha1(rel.encode()).hexdigest() + ".lock"), "a+") as held,
+        PhysioNetMirror(physionet_tree) as srv,
+    ):
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # "another process" is writing this file
+        with pytest.raises(FetchFailures, match="another fetch of this destination is writing it"):
+            _run(physionet_manifest, {"physionet": srv.url}, tmp_path / "raw", tmp_path / "cat", files="g1/*")
+        assert (
+            not (tmp_path / "raw" / rel).exists()
+            and (tmp_path / "raw" / f"{DATASET}/g1/HR00002.hea").exists()
+        )
+        fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+        log = _run(
+            physionet_manifest, {"physionet": srv.url}, tmp_path / "raw", tmp_path / "cat", files="g1/*"
+        )
+    assert len(log.files) == 6
