@@ -154,6 +154,32 @@ def test_pydicom_test_files_zero_findings_after_deid_and_hundreds_before() -> No
         assert raw.get(kind, 0) >= 50, (kind, raw)
 
 
+def test_burned_in_candidates_among_pydicom_files_are_quarantined_by_default() -> None:
+    """PS3.15 E.3.1 / PS3.3 C.7.6.1.1.7: with no mask rule, every image flagged YES and every
+    ultrasound or secondary capture image without the flag is quarantined; nothing else is."""
+    quarantined, passed = set(), set()
+    for path in _pydicom_test_files():
+        try:
+            ds = read_dicom(path)
+        except ItemError:
+            continue
+        try:
+            deidentify_dataset(ds, subject_keys_for_dataset(ds, KEY, NAMESPACE), KEY, NAMESPACE)
+            passed.add(path.name)
+        except ItemError as exc:
+            assert exc.problem.code == "burned_in_annotation"
+            quarantined.add(path.name)
+        flag = str(ds.get("BurnedInAnnotation", "")).upper()
+        sop_class = str(ds.get("SOPClassUID", ""))
+        # PS3.4 Annex B: US Image (6.1), US Multi-frame (3.1), and their retired forms (6, 3)
+        us_classes = {f"1.2.840.10008.5.1.4.1.1.{c}" for c in ("6.1", "3.1", "6", "3", "6.2")}
+        is_us = str(ds.get("Modality", "")) == "US" or sop_class in us_classes
+        is_sc = sop_class == "1.2.840.10008.5.1.4.1.1.7" or sop_class.startswith("1.2.840.10008.5.1.4.1.1.7.")
+        expected = "PixelData" in ds and (flag == "YES" or (not flag and (is_us or is_sc)))
+        assert (path.name in quarantined) == expected, path.name
+    assert len(quarantined) >= 30 and len(passed) >= 100
+
+
 # --------------------------------------------------------------------------- synthetic PHI
 
 
