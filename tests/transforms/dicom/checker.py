@@ -52,6 +52,9 @@ REMOVING = frozenset({"X", "Z", "D", "U", "X/Z", "X/D", "Z/D", "X/Z/D"})
 STRING_VRS = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC", "AE", "UR"})
 #: Bulk data searched neither for UIDs nor for text (pixel and waveform samples).
 BULK_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009, 0x54001010})
+#: De-identification Method (0012,0063) and its Code Sequence (0012,0064): the de-identifier's
+#: fixed vocabulary (CID 7050 code meanings), not searched for names ("Ion" in "Option").
+MARKER_TAGS = frozenset({0x00120063, 0x00120064})
 TRANSFER_SYNTAX_TAG = 0x00020010
 #: Implementation Class UID (0002,0012) names the application that wrote the file (PS3.10 §7.1):
 #: a new writer rightly puts its own there, so it is no instance mapping.
@@ -214,10 +217,11 @@ def _identifying_regex(strings: set[str]) -> re.Pattern[str] | None:
     parts = []
     for text in sorted(strings, key=len, reverse=True):
         escaped = re.escape(text)
-        # strings without letters are IDs: match them as whole tokens, not inside longer numbers
-        parts.append(
-            escaped if any(c.isalpha() for c in text) else rf"(?<![0-9A-Za-z]){escaped}(?![0-9A-Za-z])"
-        )
+        # Long strings with letters match anywhere. Short ones ("Abe", "Ion") and strings without
+        # letters (IDs) match as whole tokens only: a 3-letter name inside a hex pseudonym or a
+        # number inside a new UID is a coincidence, not a leak.
+        long_text = len(text) >= 5 and any(c.isalpha() for c in text)
+        parts.append(escaped if long_text else rf"(?<![0-9A-Za-z]){escaped}(?![0-9A-Za-z])")
     return re.compile("|".join(parts), re.IGNORECASE) if parts else None
 
 
@@ -273,6 +277,7 @@ def check_pair(
     uids = original_uids(original)
     phi = _identifying_regex(identifying_strings(original, table))
     for path, elem in out_by_path.items():
+        is_marker = any(step in MARKER_TAGS for step in path if isinstance(step, int))
         if elem.tag.is_private:
             findings.append(Finding("private_tag", name, _path_text(path), ""))
         text = _text_of(elem)
@@ -281,7 +286,7 @@ def check_pair(
         survivors = uids.intersection(_UID_TOKEN.findall(text))
         for uid in sorted(survivors):
             findings.append(Finding("uid_survived", name, _path_text(path), uid))
-        if phi is not None and (hit := phi.search(text)):
+        if phi is not None and not is_marker and (hit := phi.search(text)):
             findings.append(Finding("identifying_text", name, _path_text(path), hit.group(0)))
         if elem.VR == "AS":
             for value in _norm(_strings(elem)):

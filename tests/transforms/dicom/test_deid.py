@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.data import get_testdata_files
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 
 from tests.conftest import REFERENCE, TEST_SECRET
 from tests.transforms.dicom.checker import check_corpus, count_by_kind
@@ -391,3 +391,49 @@ def test_per_item_functions_pickle_for_workers() -> None:
     out, _ = clone(get_testdata_files("CT_small.dcm")[0])
     assert out.PatientIdentityRemoved == "YES"
     assert "redacted" in repr(pickle.loads(pickle.dumps(KEY)))
+
+
+_NAMES = st.text(
+    alphabet=st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"), min_size=3, max_size=10
+)
+_IDS = st.text(
+    alphabet=st.sampled_from("0123456789ABCDEFGHJKLMNPQRSTUVWXYZ-"), min_size=3, max_size=12
+).filter(lambda s: s.strip("-") == s)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(family=_NAMES, given_name=_NAMES, patient_id=_IDS, institution=_NAMES, age=st.integers(0, 120))
+def test_random_phi_placements_leave_no_findings(family, given_name, patient_id, institution, age) -> None:
+    """Names, IDs and institutions dropped into table attributes, descriptors, nested items,
+    private tags and attributes the table does not list: the checker finds nothing after."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+    ds.SOPInstanceUID = f"1.2.826.0.1.{abs(hash((family, patient_id))) % 10**12}"
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = (
+        ds.SOPClassUID,
+        ds.SOPInstanceUID,
+    )
+    ds.StudyInstanceUID = ds.SOPInstanceUID + ".1"
+    ds.PatientName = f"{family}^{given_name}"
+    ds.PatientID = patient_id
+    ds.PatientAge = f"{age:03d}Y"
+    ds.OtherPatientNames = f"{given_name}^{family}"
+    ds.InstitutionName = f"{institution} Hospital"
+    ds.StudyDescription = f"chest for {given_name}"
+    ds.SeriesDescription = f"PA {patient_id}"
+    ds.Manufacturer = f"{family} Imaging"  # not in Table E.1-1: only the last pass can catch it
+    ds.StudyDate, ds.AcquisitionDateTime = "20190405", "20190405101010+0100"
+    request = Dataset()
+    request.RequestedProcedureDescription = f"{family} follow-up"
+    request.ScheduledProcedureStepID = patient_id
+    ds.RequestAttributesSequence = [request]
+    block = ds.private_block(0x0019, "VENDOR", create=True)
+    block.add_new(0x01, "LO", f"{family}^{given_name}")
+    keys = subject_keys_for_dataset(ds, KEY, NAMESPACE)
+    out, _ = deidentify_dataset(ds, keys, KEY, NAMESPACE)
+    findings = check_corpus([("random", ds, _roundtrip(out))])
+    assert findings == [], findings
+    if age > 89:
+        assert out.PatientAge == "090Y"
