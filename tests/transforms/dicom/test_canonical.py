@@ -290,3 +290,14 @@ def test_apply_lut_chain_alone_on_ct() -> None:
     assert not inverted and pixels.dtype == np.uint16
     assert np.ptp(hu - pixels.astype(np.float64)) <= 1  # HU moved to start at 0 (no window in this file)
     assert top >= int(pixels.max())
+
+
+def test_exif_orientation_applied_and_grey_rgb_collapsed(tmp_path: Path) -> None:
+    grey = np.zeros((20, 40), dtype=np.uint8)
+    grey[:, :10] = 255  # a bright band on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    Image.fromarray(grey).convert("RGB").save(tmp_path / "rot.png", exif=exif)
+    raw = read_image_file(tmp_path / "rot.png")
+    assert raw.pixels.shape == (40, 20)  # rotated for display, and grey again (R == G == B)
+    assert raw.pixels[:10].min() == 255 and raw.pixels[10:].max() == 0  # the band is now on top
