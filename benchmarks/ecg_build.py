@@ -1,0 +1,164 @@
+"""ECG build benchmark: records/s end to end and peak RSS, against wfdb.rdrecord per record.
+
+Input: synthetic CinC-format releases (``pipelines.demo.ecg_release``, the same bytes as the
+real packaging: ``.hea`` + MAT v4 ``.mat``, 12 x 5000 int16, 500 Hz) of 5,000 and 20,000
+records, generated once into ``$CLIMB_CACHE_DIR/bench``.
+
+Measured in one run, each repeated ``--repeats`` times (median reported):
+
+* ``climb``: ``build_source`` end to end (index, read, canonicalise, de-identify,
+  validate, write Zarr + Parquet shards, publish), in a fresh subprocess per run, on the
+  local backend (1 process) and on Dask with 2 worker processes. Peak RSS is sampled from
+  the whole process tree (psutil, every 50 ms): summed over processes and the largest one.
+* ``baseline``: ``wfdb.rdrecord`` on every record (read only: no resampling, no writing),
+  in 1 and 2 processes: what reading alone costs the way CLIMB's loaders read.
+
+Usage: ``python benchmarks/ecg_build.py [--sizes 5000 20000] [--repeats 3]``; writes
+``benchmarks/results/ecg_build.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "benchmarks" / "results" / "ecg_build.json"
+
+
+def release(n: int) -> Path:
+    from pipelines.demo.ecg_release import write_cinc_release
+
+    base = Path(os.environ.get("CLIMB_CACHE_DIR", Path.home() / ".cache" / "climb-etl")) / "bench"
+    root = base / f"georgia-{n}"
+    marker = root / ".complete"
+    if not marker.exists():
+        write_cinc_release(root, "georgia", n, seed=n, via_wfdb=False)
+        marker.write_text("ok")
+    return root
+
+
+def sample_tree_rss(proc: psutil.Process, stop: threading.Event, peaks: dict[str, int]) -> None:
+    while not stop.is_set():
+        try:
+            procs = [proc, *proc.children(recursive=True)]
+            rss = []
+            for p in procs:
+                try:
+                    rss.append(p.memory_info().rss)
+                except psutil.Error:
+                    pass
+            peaks["sum"] = max(peaks.get("sum", 0), sum(rss))
+            peaks["max_process"] = max(peaks.get("max_process", 0), max(rss, default=0))
+        except psutil.Error:
+            pass
+        stop.wait(0.05)
+
+
+def run_measured(code: str) -> tuple[dict, dict[str, int]]:
+    """Run ``code`` in a fresh interpreter; it prints one JSON line last. Returns it and peak RSS."""
+    env = {**os.environ, "CLIMB_DEID_SECRET": os.environ.get("CLIMB_DEID_SECRET", "benchmark-secret-0123456789abcdef")}
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=ROOT)
+    stop = threading.Event()
+    peaks: dict[str, int] = {}
+    sampler = threading.Thread(target=sample_tree_rss, args=(psutil.Process(proc.pid), stop, peaks), daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    stop.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child failed:\n{err[-3000:]}")
+    return json.loads(out.strip().splitlines()[-1]), peaks
+
+
+BUILD = """
+import json, time
+from pipelines.stages.build import build_source, BuildConfig
+from pipelines.backends import BackendOptions, get_backend
+backend = {backend!r}
+t = time.perf_counter()
+r = build_source("georgia", {raw!r}, {out!r}, BuildConfig(items_per_shard=512),
+                 map_shards=None if backend == "local" else get_backend(backend),
+                 backend_options=None if backend == "local" else BackendOptions(workers={workers}, max_memory="4GiB"))
+print(json.dumps({{"seconds": time.perf_counter() - t, "items": r.items_in, "samples": r.samples_out,
+                  "quarantined": r.quarantined, "bytes": r.bytes}}))
+"""
+
+BASELINE = """
+import json, time, glob, wfdb
+from multiprocessing import Pool
+def read(h):
+    rec = wfdb.rdrecord(h[:-4])
+    return rec.p_signal.shape[1]
+files = sorted(glob.glob({raw!r} + "/**/*.hea", recursive=True))
+t = time.perf_counter()
+if {workers} == 1:
+    n = sum(map(read, files))
+else:
+    with Pool({workers}) as pool:
+        n = sum(pool.map(read, files, chunksize=64))
+print(json.dumps({{"seconds": time.perf_counter() - t, "items": len(files), "samples": n}}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    rows = []
+    for n in args.sizes:
+        raw = release(n)
+        configs = [("climb local (1 process)", BUILD, "local", 1), ("climb dask (2 workers)", BUILD, "dask", 2),
+                   ("baseline wfdb.rdrecord (1 process)", BASELINE, "-", 1),
+                   ("baseline wfdb.rdrecord (2 processes)", BASELINE, "-", 2)]
+        for name, template, backend, workers in configs:
+            runs = []
+            peaks_sum, peaks_max = [], []
+            for _ in range(args.repeats):
+                with tempfile.TemporaryDirectory(prefix="climb-bench-") as out:
+                    code = template.format(raw=str(raw), out=out, backend=backend, workers=workers)
+                    result, peaks = run_measured(code)
+                runs.append(result["items"] / result["seconds"])
+                peaks_sum.append(peaks.get("sum", 0))
+                peaks_max.append(peaks.get("max_process", 0))
+            rows.append({"records": n, "config": name, "records_per_s_median": statistics.median(runs),
+                         "records_per_s_runs": runs, "peak_rss_tree_mb_median": statistics.median(peaks_sum) / 2**20,
+                         "peak_rss_largest_process_mb_median": statistics.median(peaks_max) / 2**20})
+            print(f"{n:>6} {name:<38} {statistics.median(runs):>8.0f} rec/s   "
+                  f"peak RSS tree {statistics.median(peaks_sum) / 2**20:>7.0f} MB, largest process "
+                  f"{statistics.median(peaks_max) / 2**20:>6.0f} MB", flush=True)
+    for n in args.sizes:
+        ours = next(r for r in rows if r["records"] == n and r["config"].startswith("climb dask"))
+        base = next(r for r in rows if r["records"] == n and r["config"] == "baseline wfdb.rdrecord (2 processes)")
+        ours["ratio_vs_baseline_2proc"] = ours["records_per_s_median"] / base["records_per_s_median"]
+    payload = {
+        "benchmark": "ecg_build",
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+                    "platform": platform.platform(), "python": platform.python_version(),
+                    "load_avg_at_end": os.getloadavg()},
+        "repeats": args.repeats,
+        "rows": rows,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(payload, indent=1))
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
