@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from pipelines.cli_build import build_command, status_command
+from pipelines.cli_build import build_command, flow_app, status_command
 from pipelines.cli_deid import deid_app
-from pipelines.demo.cli import demo_command
 from pipelines.cli_sources import sources_app
+from pipelines.demo.cli import demo_command
 from pipelines.fetch.cli import fetch_command
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.add_typer(sources_app, name="sources")
 app.add_typer(deid_app, name="deid")
+app.add_typer(flow_app, name="flow")
 app.command("fetch")(fetch_command)
 app.command("build")(build_command)
 app.command("status")(status_command)

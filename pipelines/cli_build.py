@@ -256,3 +256,93 @@ def status_command(
             "yes" if row["manifest_current"] else "[yellow]no: rebuild[/]",
         )
     console.print(table)
+
+
+flow_app = typer.Typer(
+    help="Run builds through Prefect (flow runs, retries, caching, artifacts).", no_args_is_help=True
+)
+
+
+@flow_app.command("run")
+def flow_run_command(
+    sources: list[str] = typer.Argument(None, help="Source ids; default: every implemented source."),
+    out: str = typer.Option("build-out", "--out", help="Output root: a local path or any fsspec URL."),
+    raw_root: Path | None = typer.Option(
+        None,
+        "--raw-root",
+        help="Folder holding <source>/ raw releases; omitted: fetch each source.",
+        file_okay=False,
+    ),
+    endpoint: list[str] = typer.Option(
+        [],
+        "--endpoint",
+        help="Host override KIND=URL for the fetchers, e.g. physionet=http://127.0.0.1:8080 (repeat).",
+    ),
+    backend: Backend = typer.Option(
+        Backend.local, "--backend", help="Where shards run: in-process, a Dask cluster, or Apache Beam."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Worker processes for dask/beam (default: CPU count)."
+    ),
+    dask_address: str | None = typer.Option(
+        None, "--dask-address", help="Scheduler of an existing Dask cluster, tcp://host:8786."
+    ),
+    max_memory: str = typer.Option(
+        "auto", "--max-memory", help="Memory limit per Dask worker, e.g. 4GiB, or auto."
+    ),
+    items_per_shard: int = typer.Option(
+        256, "--items-per-shard", min=1, help="Items per shard (one write task each)."
+    ),
+    max_items_per_split: int | None = typer.Option(
+        None, "--max-items-per-split", min=1, help="Smoke run: keep the first N items of each split."
+    ),
+    split_policy: str | None = typer.Option(
+        None, "--split-policy", help="Override the manifest's split policy."
+    ),
+) -> None:
+    """Run the Prefect build_corpus flow (same options as `climb build`), printing one line per source.
+
+    Uses PREFECT_API_URL when set (a Prefect server or Cloud), else an ephemeral local server.
+    """
+    from pipelines.flows.build import build_corpus
+
+    configure_logging()
+    endpoints = {}
+    for item in endpoint:
+        kind, sep, url = item.partition("=")
+        if not sep or not kind or not url:
+            console.print(f"[red]error:[/] --endpoint takes KIND=URL, got {item!r}")
+            raise typer.Exit(2)
+        endpoints[kind.strip()] = url.strip()
+    config = {
+        "items_per_shard": items_per_shard,
+        "max_items_per_split": max_items_per_split,
+        "split_policy": split_policy,
+    }
+    options = {
+        "backend": backend.value,
+        "workers": workers,
+        "dask_address": dask_address,
+        "max_memory": max_memory,
+    }
+    try:
+        results = build_corpus(
+            out,
+            sources=sources or None,
+            raw_root=str(raw_root) if raw_root else None,
+            endpoints=endpoints or None,
+            config=config,
+            options=options,
+        )
+    except (ManifestError, MissingSecretError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    except RuntimeError as exc:
+        console.print(f"[red]flow failed:[/] {exc}")
+        raise typer.Exit(1) from None
+    for summary in results.values():
+        cached = " (Prefect cache)" if summary.get("cached") else ""
+        console.print(
+            f"[green]{summary['source']}[/]: {summary['status']}{cached} {summary['version']}: {summary['items_in']} items -> "
+            f"{summary['samples_out']} samples, {summary['quarantined']} quarantined  {summary['dataset_url']}"
+        )

@@ -1,0 +1,109 @@
+"""``climb build`` and ``climb status`` through the real CLI (typer's CliRunner, in-process)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+from pipelines.demo.ecg_release import write_cinc_release
+from tests.conftest import TEST_SECRET
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    root = tmp_path_factory.mktemp("raw")
+    write_cinc_release(root, "georgia", 6, seed=21)
+    return root
+
+
+def test_build_then_rerun_says_up_to_date_and_status_lists_it(raw, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    out = tmp_path / "out"
+    first = runner.invoke(
+        app,
+        [
+            "build",
+            "georgia",
+            "--raw-dir",
+            str(raw),
+            "--out",
+            str(out),
+            "--items-per-shard",
+            "2",
+            "--log-json",
+        ],
+    )
+    assert first.exit_code == 0, first.output
+    assert "georgia: built v1-" in first.output and "6 items -> 6 samples" in first.output
+    again = runner.invoke(
+        app,
+        [
+            "build",
+            "georgia",
+            "--raw-dir",
+            str(raw),
+            "--out",
+            str(out),
+            "--items-per-shard",
+            "2",
+            "--log-json",
+        ],
+    )
+    assert again.exit_code == 0, again.output
+    assert "up to date, nothing to do" in again.output
+    status = runner.invoke(app, ["status", "--out", str(out), "--json"])
+    assert status.exit_code == 0, status.output
+    rows = json.loads(status.output)
+    assert [r["source"] for r in rows] == ["georgia"]
+    assert rows[0]["samples"] == 6 and rows[0]["manifest_current"] is True and len(rows[0]["versions"]) == 1
+
+
+def test_build_without_secret_fails_clearly(raw, tmp_path, monkeypatch):
+    monkeypatch.delenv("CLIMB_DEID_SECRET")
+    result = runner.invoke(app, ["build", "georgia", "--raw-dir", str(raw), "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "CLIMB_DEID_SECRET" in result.output
+    assert not list(tmp_path.rglob("manifest.json"))
+
+
+def test_build_rejects_bad_arguments_without_a_traceback(raw, tmp_path):
+    unknown = runner.invoke(app, ["build", "no_such_source", "--raw-dir", str(raw), "--out", str(tmp_path)])
+    assert unknown.exit_code == 2 and "unknown source" in unknown.output and "Traceback" not in unknown.output
+    policy = runner.invoke(
+        app, ["build", "georgia", "--raw-dir", str(raw), "--out", str(tmp_path), "--split-policy", "random"]
+    )
+    assert policy.exit_code == 2 and "unknown split policy" in policy.output
+    planned = runner.invoke(app, ["build", "tuab", "--raw-dir", str(raw), "--out", str(tmp_path)])
+    assert planned.exit_code == 2 and "tuab" in planned.output
+
+
+def test_secret_never_appears_in_build_output(raw, tmp_path):
+    result = runner.invoke(
+        app, ["build", "georgia", "--raw-dir", str(raw), "--out", str(tmp_path / "o"), "--log-json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert TEST_SECRET not in result.output
+    for path in (tmp_path / "o").rglob("*"):
+        if path.is_file():
+            assert TEST_SECRET.encode() not in path.read_bytes(), path
+
+
+def test_help_on_every_command():
+    for args in (
+        ["--help"],
+        ["build", "--help"],
+        ["status", "--help"],
+        ["demo", "--help"],
+        ["flow", "run", "--help"],
+        ["fetch", "--help"],
+        ["sources", "--help"],
+        ["deid", "--help"],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (args, result.output)
+        assert "Usage" in result.output
