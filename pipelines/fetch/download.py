@@ -172,6 +172,7 @@ class Transfer:
     attempts: int = 0
     server_total: int | None = None
     status: FileStatus = "downloaded"
+    total_reported: bool = False  # the file's remaining bytes were added to the progress total
 
 
 @contextlib.contextmanager
@@ -367,6 +368,8 @@ class HttpDownloader:
         session = self.session_for(fetcher)
         tr = Transfer()
         tr.resumed_from_bytes = part.stat().st_size if part.exists() else 0
+        if remote.size is not None and tr.resumed_from_bytes:
+            self.progress.add_total(-min(tr.resumed_from_bytes, remote.size))  # already on disk
         no_progress = 0
         while True:
             if self._stop.is_set():
@@ -451,13 +454,9 @@ class HttpDownloader:
                     tr.server_total = int(length)
             else:
                 raise FetchError(f"{remote.path}: unexpected HTTP {status} from {url}")
-            if (
-                remote.size is None
-                and tr.server_total is not None
-                and offset == 0
-                and not tr.bytes_transferred
-            ):
-                self.progress.add_total(tr.server_total)
+            if remote.size is None and tr.server_total is not None and not tr.total_reported:
+                self.progress.add_total(tr.server_total - offset)  # what is left to fetch in this run
+                tr.total_reported = True
             received = 0
             with open(part, mode) as fh:
                 for chunk in resp.raw.stream(CHUNK_BYTES, decode_content=False):
