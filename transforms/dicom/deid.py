@@ -561,15 +561,20 @@ def _scrub_text(ds: Dataset, ctx: _Context, depth: int = 0) -> None:
     """Last pass: empty any text element that still holds an identifying string."""
     for tag in list(ds.keys()):
         vr = _vr_before_conversion(ds, tag)
-        if vr == "SQ":
-            for item in ds[tag].value or []:
-                _scrub_text(item, ctx, depth + 1)
-            continue
         if int(tag) in (TAG_PATIENT_NAME, TAG_PATIENT_ID):
             continue
-        if vr not in TEXT_VRS and vr not in NUMBER_STRING_VRS:
+        if vr != "SQ" and vr not in TEXT_VRS and vr not in NUMBER_STRING_VRS:
             continue
-        elem = ds[tag]
+        try:
+            elem = ds[tag]
+        except Exception:  # cannot be read, so cannot be checked: it goes
+            del ds[tag]
+            ctx.actions["X:undecodable"] += 1
+            continue
+        if elem.VR == "SQ":
+            for item in elem.value or []:
+                _scrub_text(item, ctx, depth + 1)
+            continue
         if any(_holds_identifying(t, ctx) for t in _values_of(elem)):
             _empty(elem)
             ctx.actions["Z:identifying_text"] += 1
@@ -786,15 +791,15 @@ def read_dicom(path: str | Path) -> Dataset:
             "unreadable_dicom", f"DICOM file cannot be read: {type(exc).__name__}", path=str(path)
         ) from exc
     try:
-        known = 0
-        for elem in ds.iterall():
-            tag = int(elem.tag)
-            if (
-                not elem.tag.is_private
-                and tag >> 16 >= 0x0008
-                and (dictionary_has_tag(tag) or repeater_has_tag(tag))
-            ):
-                known += 1
+        # top-level tags only: values stay raw (converted later, only where needed), and an
+        # element that breaks when converted is removed by the de-identifier, never kept
+        known = sum(
+            1
+            for tag in ds.keys()  # noqa: SIM118 - iterating a Dataset converts every value
+            if not tag.is_private
+            and tag.group >= 0x0004  # 0004: directory (DICOMDIR) attributes
+            and (dictionary_has_tag(tag) or repeater_has_tag(tag))
+        )
     except Exception as exc:
         code = "not_dicom" if forced else "unreadable_dicom"
         raise ItemError(
