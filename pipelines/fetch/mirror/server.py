@@ -117,6 +117,7 @@ class MirrorServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # many parallel connections (benchmarks use 16+)
     handler_class: ClassVar[type[BaseHTTPRequestHandler]]
 
     def __init__(
