@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -116,6 +117,16 @@ def parse_retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def tls_failure_message(url: str) -> str:
+    """Why a TLS handshake failed, without retrying: certificate checks are never turned off."""
+    host = urlsplit(url).netloc
+    return (
+        f"TLS certificate verification failed for {host}: the server's certificate is not trusted. "
+        "Verification is never turned off; for an institutional mirror or proxy with its own CA, point "
+        "REQUESTS_CA_BUNDLE at that CA's certificate."
+    )
 
 
 def sha256_file(path: Path) -> str:
@@ -389,6 +400,8 @@ class HttpDownloader:
             except _Retryable as exc:
                 reason, retry_after = exc.reason, exc.retry_after_s
                 received = self._local.received
+            except requests.exceptions.SSLError:
+                raise FetchError(tls_failure_message(remote.url)) from None
             except _TRANSIENT_ERRORS as exc:
                 reason, retry_after = f"connection error ({type(exc).__name__})", None
                 received = self._local.received
@@ -501,6 +514,8 @@ def request_with_retry(
         retry_after: float | None = None
         try:
             resp = session.request(method, url, **kwargs)  # type: ignore[arg-type]
+        except requests.exceptions.SSLError:
+            raise FetchError(f"{fetcher.manifest.id}: {what}: {tls_failure_message(url)}") from None
         except _TRANSIENT_ERRORS as exc:
             reason = f"connection error ({type(exc).__name__})"
         else:
