@@ -25,7 +25,6 @@ from transforms.dicom.deid import (
     deidentify_dataset,
     deidentify_file,
     read_dicom,
-    remap_uid,
     subject_keys_for_dataset,
     write_dataset,
 )
@@ -211,8 +210,11 @@ def test_synthetic_corpus_zero_findings_counts_and_references(synthetic) -> None
     new_images = {str(d.SOPInstanceUID) for d in results if d.get("Modality") == "CT"}
     referenced = {str(i.ReferencedSOPInstanceUID) for i in series_item.ReferencedSOPSequence}
     assert referenced <= new_images and len(referenced) == 3
-    assert study_item.StudyInstanceUID == remap_uid(KEY, NAMESPACE, corpus.study_uid)
-    assert series_item.SeriesInstanceUID == remap_uid(KEY, NAMESPACE, corpus.ct_series_uid)
+    ct_outputs = [
+        outputs[path] for path in corpus.files if outputs[path].get("SeriesDescription") == "AXIAL 5mm"
+    ]
+    assert study_item.StudyInstanceUID == ct_outputs[0].StudyInstanceUID != corpus.study_uid
+    assert series_item.SeriesInstanceUID == ct_outputs[0].SeriesInstanceUID != corpus.ct_series_uid
     assert all(str(d.SOPInstanceUID).startswith("2.25.") for d in results)
 
 
