@@ -217,6 +217,18 @@ def format_number(x: float | None, digits: int = 4) -> str:
     return f"{x:.{digits}g}"
 
 
+def shorten(text: str, width: int) -> str:
+    """``text`` cut at a word boundary to at most ``width`` characters, with an ellipsis when cut.
+
+    >>> shorten("Georgia 12-lead ECG Challenge database", 20)
+    'Georgia 12-lead ECG…'
+    """
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1].rsplit(" ", 1)[0] if " " in text[: width - 1] else text[: width - 1]
+    return cut.rstrip(" ,;:(") + "…"
+
+
 def png_img_tag(png: bytes, alt: str, *, css_class: str = "plot") -> str:
     """An ``<img>`` tag holding ``png`` as a base64 data URI."""
     data = base64.b64encode(png).decode("ascii")
@@ -329,6 +341,17 @@ def render_counts(manifest: Mapping[str, Any]) -> str:
         ("quarantined", quarantined, format_count(quarantined), "quarantined", share),
         ("shards", summary.shards, format_count(summary.shards), "shards", format_bytes(summary.size_bytes)),
     ]
+    if summary.shard_seconds > 0:
+        rate = items_in / summary.shard_seconds
+        cards.append(
+            (
+                "items_per_s",
+                round(rate, 3),
+                f"{rate:,.0f}" if rate >= 10 else f"{rate:,.2f}",
+                "items / s",
+                f"per shard-second ({summary.shard_seconds:,.1f} s)",
+            )
+        )
     parts = []
     for key, value, shown, label, note in cards:
         warn = " warn" if key == "quarantined" and value else ""
@@ -701,21 +724,26 @@ def read_label_counts(ds: Any) -> LabelCounts | None:
 
 def plot_label_distribution(counts: LabelCounts) -> bytes:
     """A horizontal bar chart of samples per class, stacked by split (PNG bytes)."""
+    from matplotlib.ticker import MaxNLocator
+
     splits = ordered_splits(counts.by_split or counts.values)
     if counts.kind == "numeric":
-        fig = new_figure(620, 300)
+        fig = new_figure(540, 280)
         ax = fig.add_subplot(1, 1, 1)
         data = [counts.values[s] for s in splits]
-        ax.hist(data, bins=30, stacked=True, color=[split_colour(s) for s in splits], label=splits)
+        n = sum(len(d) for d in data)
+        bins = int(np.clip(2 * math.sqrt(max(n, 1)), 5, 40))
+        ax.hist(data, bins=bins, stacked=True, color=[split_colour(s) for s in splits], label=splits)
         ax.set_xlabel(counts.column)
         ax.set_ylabel("samples")
-        ax.legend(frameon=False, fontsize=8)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(frameon=False, fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=len(splits))
         _style_axes(ax)
         fig.tight_layout()
         return figure_png(fig)
     classes = counts.classes
-    height = max(180, 34 + 26 * max(1, len(classes)))
-    fig = new_figure(620, height)
+    height = max(170, 70 + 26 * max(1, len(classes)))
+    fig = new_figure(540, height)
     ax = fig.add_subplot(1, 1, 1)
     y = np.arange(len(classes))
     left = np.zeros(len(classes))
@@ -724,15 +752,17 @@ def plot_label_distribution(counts: LabelCounts) -> bytes:
         ax.barh(y, widths, left=left, color=split_colour(split), label=split, height=0.7)
         left += widths
     for yi, total in zip(y, left, strict=True):
-        ax.text(total, yi, f" {int(total):,}", va="center", fontsize=8, color="#333333")
+        ax.text(total, yi, f" {int(total):,}", va="center", fontsize=9, color="#333333")
     ax.set_yticks(y, classes)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.invert_yaxis()
     ax.set_xlabel(
         "samples" + (" (a sample counts once per positive class)" if counts.kind == "multilabel" else "")
     )
     ax.set_xlim(0, max(1.0, float(left.max(initial=0))) * 1.12)
-    ax.legend(frameon=False, fontsize=8, loc="lower right")
+    ax.legend(frameon=False, fontsize=9, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=len(splits))
     _style_axes(ax)
+    ax.tick_params(labelsize=9)
     fig.tight_layout()
     return figure_png(fig)
 
@@ -913,8 +943,8 @@ def plot_timeseries(
     ranges = [np.subtract(*robust_limits(centred[c])[::-1]) for c in range(channels) if mask[c]]
     step = nice_step(max(ranges or [1.0]) * 0.9)
     unit = unit_label(units)
-    height = 90 + 46 * channels if channels > 1 else 220
-    fig = new_figure(1100, min(height, 1400))
+    height = 90 + 36 * channels if channels > 1 else 220
+    fig = new_figure(1140, min(height, 1400))
     ax = fig.add_subplot(1, 1, 1)
     offsets = -np.arange(channels) * step
     for c in range(channels):
@@ -1085,7 +1115,7 @@ def plot_channel_histograms(
         present = [v for v in per_channel if v.size]
         lo, hi = robust_limits(np.concatenate(present), 0.1, 99.9) if present else (0.0, 1.0)
         edges = np.linspace(lo, hi, 81)
-        fig = new_figure(1100, 70 + 28 * channels)
+        fig = new_figure(1140, 70 + 28 * channels)
         ax = fig.add_subplot(1, 1, 1)
         polygons = []
         for c, vals in enumerate(per_channel):
@@ -1357,18 +1387,22 @@ def render_source_section(ds: Any, *, samples_per_source: int = 3) -> tuple[str,
   </div>
   {render_counts(manifest)}
   <div class="cols">
-    <div class="card"><h3>Splits</h3>{render_splits(manifest)}</div>
-    <div class="card"><h3>Throughput</h3>{render_throughput(manifest)}</div>
-  </div>
-  <div class="cols">
-    <div class="card"><h3>Label distribution</h3>{labels_html}</div>
-    <div class="card"><h3>Quarantine reasons</h3>{render_quarantine(manifest, examples)}
-      <h3>De-identification</h3>{render_deid(manifest)}</div>
+    <div class="stack">
+      <div class="card"><h3>Splits</h3>{render_splits(manifest)}</div>
+      <div class="card"><h3>De-identification</h3>{render_deid(manifest)}</div>
+    </div>
+    <div class="stack">
+      <div class="card"><h3>Label distribution</h3>{labels_html}</div>
+      <div class="card"><h3>Quarantine reasons</h3>{render_quarantine(manifest, examples)}</div>
+    </div>
   </div>
   <div class="card"><h3>Samples</h3>{pictures_html}</div>
-  <div class="card"><h3>Arrays</h3>{render_arrays(manifest)}
-    <details><summary>Shards ({len(manifest.get("shards") or []):,})</summary>{render_shards(manifest)}</details>
+  <div class="cols">
+    <div class="card"><h3>Arrays</h3>{render_arrays(manifest)}</div>
+    <div class="card"><h3>Throughput</h3>{render_throughput(manifest)}</div>
   </div>
+  <div class="card"><details><summary>Shards ({len(manifest.get("shards") or []):,})</summary>
+    {render_shards(manifest)}</details></div>
   <p class="top"><a href="#summary">↑ summary</a></p>
 </section>"""
     return body, summary
@@ -1403,7 +1437,7 @@ def render_summary_table(summaries: Sequence[SourceSummary]) -> str:
         rate = f"{s.counts['items_in'] / s.shard_seconds:,.0f}" if s.shard_seconds > 0 else "–"
         q = s.counts["quarantined"]
         rows.append(
-            f'<tr data-source="{esc(s.source)}"><td>{link}<div class="sub">{esc(s.title[:70])}</div></td>'
+            f'<tr data-source="{esc(s.source)}"><td>{link}<div class="sub">{esc(shorten(s.title, 90))}</div></td>'
             f"<td>{esc(s.modality)}</td>"
             f'<td class="num" data-field="items_in" data-value="{s.counts["items_in"]}">{format_count(s.counts["items_in"])}</td>'
             f'<td class="num" data-field="samples_out" data-value="{s.counts["samples_out"]}">{format_count(s.counts["samples_out"])}</td>'
@@ -1524,15 +1558,16 @@ table.shards td { font-size: 12px; padding: 3px 10px; }
 .source { margin-top: 36px; padding-top: 8px; border-top: 3px solid #1d3557; scroll-margin-top: 56px; }
 .source-head .title { font-size: 15px; margin: 2px 0; }
 .source-head .meta, .source-head .url { font-size: 12px; color: var(--ink); }
-.kpis { display: grid; grid-template-columns: repeat(4, 1fr); gap: 12px; margin: 14px 0; }
+.kpis { display: grid; grid-template-columns: repeat(auto-fit, minmax(170px, 1fr)); gap: 12px; margin: 14px 0; }
 .kpi { background: var(--card); border: 1px solid var(--line); border-left: 4px solid var(--accent); border-radius: 8px; padding: 10px 14px; }
 .kpi.warn { border-left-color: var(--warn); }
 .kpi-value { font-size: 26px; font-weight: 700; font-variant-numeric: tabular-nums; }
 .kpi-label { font-size: 12px; text-transform: uppercase; letter-spacing: .5px; color: var(--muted); }
 .kpi-note { font-size: 12px; color: var(--muted); }
-.cols { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; margin-bottom: 12px; }
+.cols { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; margin-bottom: 12px; align-items: start; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 14px 16px; margin-bottom: 12px; }
 .cols .card { margin-bottom: 0; }
+.stack { display: flex; flex-direction: column; gap: 12px; }
 .bar { display:inline-block; width: 120px; height: 8px; background: #edf0f4; border-radius: 4px; margin-right: 6px; vertical-align: middle; }
 .bar div { height: 100%; border-radius: 4px; }
 .dot { display:inline-block; width:9px; height:9px; border-radius:50%; margin-right:6px; }
@@ -1543,7 +1578,7 @@ img.plot { max-width: 100%; height: auto; display:block; border-radius: 4px; }
 .ok { color: var(--ok); } .warn-text { color: var(--warn); } .error-text { color: #b42318; }
 .error { background:#fdecea; color:#8a1c12; border:1px solid #f5c2bb; border-radius:6px; padding:10px 12px; }
 td.detail { font-size: 12px; color: var(--muted); max-width: 360px; }
-details summary { cursor: pointer; color: var(--accent); margin-top: 14px; font-weight: 600; }
+details summary { cursor: pointer; color: var(--accent); font-weight: 600; }
 details table { margin-top: 8px; }
 .top { text-align: right; font-size: 12px; }
 footer { text-align:center; color: var(--muted); font-size: 12px; padding: 24px; }
