@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from manifests.stream import DEFAULT_LANES, BatchStream, EpochPlan, StreamConfig
+from manifests.stream import DEFAULT_LANES, Allocator, BatchStream, EpochPlan, StreamConfig
 
 if TYPE_CHECKING:
     from manifests.reader import SplitView
@@ -131,7 +131,9 @@ class MixedStream:
             )
         return cache[key]
 
-    def iter_batches(self, worker: int = 0, num_workers: int = 1) -> Iterator[dict[str, Any]]:
+    def iter_batches(
+        self, worker: int = 0, num_workers: int = 1, alloc: Allocator | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Yield the mixture's batches ``j >= start_batch`` with ``(j - start_batch) % num_workers == worker``."""
         source, turn = self.choices()
         ids = range(self.config.start_batch + worker, self.num_batches, num_workers)
@@ -144,7 +146,8 @@ class MixedStream:
             cfg = self.streams[s].config
             jobs[s].append(plan.rank_batch(k % nb, cfg.rank, cfg.world_size))
         runners = [
-            stream.run_batches(j) if j else iter(()) for stream, j in zip(self.streams, jobs, strict=True)
+            stream.run_batches(j, alloc) if j else iter(())
+            for stream, j in zip(self.streams, jobs, strict=True)
         ]
         try:
             for g in ids:

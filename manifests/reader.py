@@ -196,7 +196,9 @@ def _chunk_decoder(
     return None
 
 
-def decode_sharded_array(array_meta: Mapping[str, Any], shard_bytes: bytes) -> np.ndarray | None:
+def decode_sharded_array(
+    array_meta: Mapping[str, Any], shard_bytes: bytes, rows: np.ndarray | None = None
+) -> np.ndarray | None:
     """Decode a whole single-shard Zarr v3 array from its shard file bytes, without zarr.
 
     Handles what this writer produces (one shard covering the array, inner chunks split only along
@@ -204,6 +206,12 @@ def decode_sharded_array(array_meta: Mapping[str, Any], shard_bytes: bytes) -> n
     ``None`` for anything else, and the caller falls back to zarr. Each inner chunk is
     decompressed straight into its rows of the output (the GIL is released while decompressing,
     so a thread pool decodes shards in parallel).
+
+    Args:
+        array_meta: the array's ``zarr.json`` (parsed).
+        shard_bytes: the whole shard file.
+        rows: sorted positions along axis 0 that the caller needs (``None``: all). Inner chunks
+            holding none of them are not decompressed, and their rows are left uninitialised.
 
     Returns:
         The array, shape ``array_meta["shape"]``, dtype ``array_meta["data_type"]``.
@@ -242,16 +250,25 @@ def decode_sharded_array(array_meta: Mapping[str, Any], shard_bytes: bytes) -> n
     index = np.frombuffer(
         shard_bytes, dtype="<u8", count=n_chunks * 2, offset=len(shard_bytes) - index_nbytes
     )
-    out = np.zeros(shape, dtype=dtype)
+    out = np.zeros(shape, dtype=dtype) if rows is None else np.empty(shape, dtype=dtype)
     flat = out.reshape(-1).view(np.uint8) if out.size else out.view(np.uint8)
-    rows = shape[0] if shape else 1
+    wanted = None
+    if rows is not None and shape:
+        wanted = np.zeros(n_chunks, dtype=bool)
+        wanted[np.asarray(rows, dtype=np.int64) // chunk[0]] = True
+    n_rows = shape[0] if shape else 1
     for k in range(n_chunks):
+        if wanted is not None and not wanted[k]:
+            continue
         offset, nbytes = index[2 * k], index[2 * k + 1]
         if offset == _MISSING_CHUNK:
+            if wanted is not None:
+                first = k * chunk[0]
+                out[first : first + chunk[0]] = 0
             continue
         data = decode(memoryview(shard_bytes)[int(offset) : int(offset + nbytes)])
         first = k * chunk[0] if shape else 0
-        take = min(chunk[0], rows - first) if shape else 1
+        take = min(chunk[0], n_rows - first) if shape else 1
         if take <= 0:
             continue
         want = take * row_items * dtype.itemsize
@@ -261,7 +278,9 @@ def decode_sharded_array(array_meta: Mapping[str, Any], shard_bytes: bytes) -> n
     return out
 
 
-def _decode_array(files: Mapping[str, bytes], prefix: str, path: str) -> np.ndarray:
+def _decode_array(
+    files: Mapping[str, bytes], prefix: str, path: str, rows: np.ndarray | None = None
+) -> np.ndarray:
     import zarr
     from zarr.core.buffer import default_buffer_prototype
 
@@ -270,7 +289,7 @@ def _decode_array(files: Mapping[str, bytes], prefix: str, path: str) -> np.ndar
         f"{prefix}{path}/c/" + "/".join("0" for _ in meta["shape"]) if meta["shape"] else f"{prefix}{path}/c"
     )
     if shard_key in files:
-        fast = decode_sharded_array(meta, files[shard_key])
+        fast = decode_sharded_array(meta, files[shard_key], rows)
         if fast is not None:
             return fast
     proto = default_buffer_prototype()
@@ -289,6 +308,7 @@ def decode_shard(
     *,
     arrays: Sequence[str] | None,
     columns: Sequence[str] | None,
+    rows: np.ndarray | None = None,
 ) -> ShardData:
     """Decode whole shard files (as fetched) into a :class:`ShardData`.
 
@@ -298,6 +318,8 @@ def decode_shard(
             and, when ``columns`` is non-empty, the rows file.
         arrays: array names to decode (``None``: all).
         columns: row columns to read (``None``: all; empty: none).
+        rows: sorted sample offsets needed (``None``: all): fixed-shape arrays then decompress only
+            the inner chunks holding them (the other samples are uninitialised).
     """
     prefix = ref.files["arrays"].rstrip("/") + "/"
     meta = shard_metadata(files, ref)
@@ -307,7 +329,7 @@ def decode_shard(
         for name in names:
             info = meta["arrays"][name]
             if info["layout"] == "fixed":
-                decoded[name] = _decode_array(files, prefix, name)
+                decoded[name] = _decode_array(files, prefix, name, rows)
             else:
                 decoded[name] = tuple(
                     _decode_array(files, prefix, f"{name}/{part}")
@@ -424,16 +446,21 @@ class Dataset:
             self._verified.add((ref.split, ref.index))
 
     def read_shard(
-        self, ref: ShardRef, *, arrays: Sequence[str] | None = None, columns: Sequence[str] | None = None
+        self,
+        ref: ShardRef,
+        *,
+        arrays: Sequence[str] | None = None,
+        columns: Sequence[str] | None = None,
+        rows: np.ndarray | None = None,
     ) -> ShardData:
-        """Read and decode one whole shard (one GET per file)."""
+        """Read one whole shard (one GET per file) and decode it (only ``rows``, when given)."""
         verify = self.needs_verify(ref)
         want_rows = columns is None or len(columns) > 0
         rels = [*ref.array_files(), ref.files["rows"]] if verify else files_for(ref, arrays, want_rows)
         files = fetch_shard_files(self.fs, self.root, ref, rels, verify=verify)
         if verify:
             self.mark_verified(ref)
-        return decode_shard(ref, files, arrays=arrays, columns=columns)
+        return decode_shard(ref, files, arrays=arrays, columns=columns, rows=rows)
 
     def verify_shard(self, ref: ShardRef) -> None:
         """Check every file of a shard against the manifest's sha256 (once per shard)."""
@@ -658,9 +685,9 @@ class SplitView:
                 out.append((ref, offsets))
         return out
 
-    def read_shard(self, ref: ShardRef) -> ShardData:
-        """Whole-shard read with this view's arrays and row columns."""
-        return self.dataset.read_shard(ref, arrays=self.arrays, columns=self.row_columns)
+    def read_shard(self, ref: ShardRef, rows: np.ndarray | None = None) -> ShardData:
+        """Whole-shard read with this view's arrays and row columns (decoding only ``rows`` if given)."""
+        return self.dataset.read_shard(ref, arrays=self.arrays, columns=self.row_columns, rows=rows)
 
     def iter_shards(self) -> Iterator[tuple[ShardData, np.ndarray]]:
         for ref, offsets in self.positions_by_shard():

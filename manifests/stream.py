@@ -39,7 +39,7 @@ fixed arrays ``(B, ...)``, ragged arrays and non-numeric columns as lists.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -194,12 +194,20 @@ class _DecodedShard:
                 self.columns[name] = values
 
 
+Allocator = Callable[[str, tuple[int, ...], np.dtype], np.ndarray]
+
+
+def _allocate(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    return np.empty(shape, dtype=dtype)
+
+
 def collate(
     shards: Mapping[int, _DecodedShard],
     codes: np.ndarray,
     arrays: Sequence[str],
     columns: Sequence[str],
     schema: Mapping[str, Mapping[str, Any]],
+    alloc: Allocator | None = None,
 ) -> dict[str, Any]:
     """Gather one batch from decoded shards.
 
@@ -221,7 +229,7 @@ def collate(
         if info.get("layout") == "fixed" and not isinstance(first, tuple) and groups:
             shapes = {g[0].arrays[name].shape[1:] for g in groups}
             if len(shapes) == 1:
-                dst = np.empty((b, *first.shape[1:]), dtype=first.dtype)
+                dst = (alloc or _allocate)(name, (b, *first.shape[1:]), first.dtype)
                 for shard, pos, offs in groups:
                     dst[pos] = shard.arrays[name][offs]
                 out[name] = dst
@@ -327,24 +335,44 @@ class BatchStream:
         """Batches this rank yields in the epoch (from ``start_batch``)."""
         return max(0, self.plan().num_batches - self.config.start_batch)
 
-    def _read(self, slot: int) -> _DecodedShard:
+    def _read(self, slot: int, rows: np.ndarray | None = None) -> _DecodedShard:
         ref, _ = self._slots[slot]
-        return _DecodedShard(self.view.read_shard(ref))
+        return _DecodedShard(self.view.read_shard(ref, rows))
 
-    def iter_batches(self, worker: int = 0, num_workers: int = 1) -> Iterator[dict[str, Any]]:
+    def iter_batches(
+        self, worker: int = 0, num_workers: int = 1, alloc: Allocator | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Yield this rank's batches ``j >= start_batch`` with ``(j - start_batch) % num_workers == worker``."""
         c = self.config
         plan = self.plan()
         batch_ids = list(range(c.start_batch + worker, plan.num_batches, num_workers))
-        return self.run_batches([plan.rank_batch(g, c.rank, c.world_size) for g in batch_ids])
+        return self.run_batches([plan.rank_batch(g, c.rank, c.world_size) for g in batch_ids], alloc)
 
-    def run_batches(self, batches: Sequence[np.ndarray]) -> Iterator[dict[str, Any]]:
+    def run_batches(
+        self, batches: Sequence[np.ndarray], alloc: Allocator | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Read, decode and collate the given batches (codes from :func:`plan_epoch`) in order.
 
         Shards are read in first-use order by a thread pool, ``prefetch_shards`` ahead, and
-        dropped after their last use.
+        dropped after their last use; only the inner chunks holding samples of these batches are
+        decompressed (another worker's samples in the same shard are skipped).
+
+        Args:
+            batches: one int64 code array per batch.
+            alloc: allocates each fixed-array batch buffer (``(name, shape, dtype) -> ndarray``);
+                DataLoader workers allocate in shared memory so the batch is not copied again.
         """
         c = self.config
+        every = np.concatenate(batches) if len(batches) else np.zeros(0, dtype=np.int64)
+        order = np.argsort(every >> _SHIFT, kind="stable")
+        slots_sorted = (every >> _SHIFT)[order]
+        offsets_sorted = (every & _MASK)[order]
+        bounds = np.flatnonzero(np.diff(slots_sorted)) + 1
+        rows_needed = {
+            int(sl[0]): np.unique(off)
+            for sl, off in zip(np.split(slots_sorted, bounds), np.split(offsets_sorted, bounds), strict=True)
+            if len(sl)
+        }
         # which shard slots each batch needs, first and last use
         needs = [np.unique(codes >> _SHIFT).tolist() for codes in batches]
         first_use: list[int] = []
@@ -365,16 +393,16 @@ class BatchStream:
                 # keep the next prefetch_shards shards (in first-use order) in flight
                 while next_submit < len(first_use) and len(futures) < c.prefetch_shards + len(needs[j]):
                     s = first_use[next_submit]
-                    futures[s] = pool.submit(self._read, s)
+                    futures[s] = pool.submit(self._read, s, rows_needed[s])
                     next_submit += 1
                 for s in needs[j]:
                     if s not in ready:
                         while s not in futures:  # a batch needing more shards than the window
                             t = first_use[next_submit]
-                            futures[t] = pool.submit(self._read, t)
+                            futures[t] = pool.submit(self._read, t, rows_needed[t])
                             next_submit += 1
                         ready[s] = futures.pop(s).result()
-                batch = collate(ready, codes, arrays, columns, schema)
+                batch = collate(ready, codes, arrays, columns, schema, alloc=alloc)
                 for s in needs[j]:
                     if last_use[s] == j:
                         del ready[s]
@@ -451,16 +479,34 @@ def numpy_batches(
 # ---------------------------------------------------------------------------------------------
 
 
-def _to_torch(batch: dict[str, Any]) -> dict[str, Any]:
+def _to_torch(batch: dict[str, Any], shared: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """NumPy arrays → tensors without copying (``shared``: tensors the arrays were allocated from)."""
     import torch
 
     out: dict[str, Any] = {}
     for key, value in batch.items():
-        if isinstance(value, np.ndarray) and value.dtype != object:
+        if shared is not None and key in shared:
+            out[key] = shared[key]
+        elif isinstance(value, np.ndarray) and value.dtype.kind != "O":
             out[key] = torch.from_numpy(value)
         else:
             out[key] = value
     return out
+
+
+class _SharedAllocator:
+    """Allocates batch buffers as shared-memory tensors (in DataLoader workers): the worker→loader
+    hand-off then passes a handle instead of copying the batch into shared memory."""
+
+    def __init__(self) -> None:
+        self.tensors: dict[str, Any] = {}
+
+    def __call__(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        import torch
+
+        tensor = torch.empty(shape, dtype=torch.from_numpy(np.empty(0, dtype=dtype)).dtype).share_memory_()
+        self.tensors[name] = tensor
+        return tensor.numpy()
 
 
 def _iterable_dataset_base() -> type:
@@ -505,10 +551,13 @@ class TorchStream(_iterable_dataset_base()):  # type: ignore[misc]
 
         info = get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
-        for batch in self.stream.iter_batches(worker, workers):
+        alloc = _SharedAllocator() if info is not None else None
+        for batch in self.stream.iter_batches(worker, workers, alloc=alloc):
             if info is None:
                 self._consumed += 1
-            yield _to_torch(batch)
+            yield _to_torch(batch, alloc.tensors if alloc is not None else None)
+            if alloc is not None:
+                alloc.tensors = {}
 
     def state_dict(self) -> dict[str, Any]:
         return self.stream.state_dict(self._consumed)

@@ -113,9 +113,9 @@ class ShardFormat:
             a ragged array's values are chunked by this many bytes.
     """
 
-    compression: Compression = "zstd"
-    level: int = 1
-    inner_chunk_bytes: int = 1 << 20
+    compression: Compression = "blosc-lz4"
+    level: int = 5
+    inner_chunk_bytes: int = 256 << 10
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,10 +136,19 @@ class ShardFormat:
         return (BloscCodec(cname=cname, clevel=self.level, shuffle="shuffle", typesize=dtype.itemsize),)
 
 
-#: Default format. zstd level 1 with ~1 MiB inner chunks: decoding runs at several GB/s per core and
-#: int16 ECG still compresses ~1.5–2×; see ``benchmarks/results/format_choice.json`` for the
-#: measurements behind it.
-DEFAULT_FORMAT = ShardFormat()
+#: Default format: blosc-lz4 (level 5, byte shuffle) with ~256 KiB inner chunks, chosen from
+#: ``benchmarks/stream_format_choice.py`` on the 2-core build machine
+#: (``benchmarks/results/format_choice.json``). On ECG-like int16 it stores 1.85× smaller and
+#: decodes at ~0.5 GB/s per core (unloaded), where zstd-1 gives 1.5× at ~0.2 GB/s, zstd-3 1.8× at
+#: ~0.1 GB/s and blosc-zstd-1 1.9× at ~0.2 GB/s: streaming is bound by decode CPU here (every peer
+#: is), so zstd would cap the reader below the peers. On noisy uint8 images nothing lossless gains
+#: much (zstd ≤ 1.3×) and lz4 falls back to a copy. ``none`` decodes fastest but doubles ECG bytes
+#: on disk and over the network. 256 KiB chunks hold one image or two ECG windows: random access
+#: reads one small chunk, while whole-shard decoding is insensitive to the chunk size (a Python
+#: call per chunk is ~µs). Shards themselves are sized by the plan (the benchmarks use 64 MB,
+#: the low end of what the peers use: one GET per shard stays efficient on object stores while
+#: a worker holding a few decoded shards stays under a few hundred MB).
+DEFAULT_FORMAT = ShardFormat(compression="blosc-lz4", level=5, inner_chunk_bytes=256 << 10)
 
 
 class ShardWriteError(ValueError):
@@ -262,7 +271,7 @@ def _encode_arrays(
             if not is_ragged:
                 sample_shape = arrs[0].shape
                 sample_bytes = max(1, int(np.prod(sample_shape, dtype=np.int64)) * dtype.itemsize)
-                per_chunk = max(1, min(n, fmt.inner_chunk_bytes // sample_bytes))
+                per_chunk = _balanced_chunk(n, fmt.inner_chunk_bytes // sample_bytes)
                 full = (n, *sample_shape)
                 chunk = (per_chunk, *(max(1, d) for d in sample_shape))
                 arr = group.create_array(
@@ -283,7 +292,7 @@ def _encode_arrays(
                 offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
                 flat = np.concatenate([a.ravel() for a in arrs]) if n else np.zeros(0, dtype=dtype)
                 total = int(offsets[-1])
-                per_chunk = max(1, min(max(total, 1), fmt.inner_chunk_bytes // dtype.itemsize))
+                per_chunk = _balanced_chunk(total, fmt.inner_chunk_bytes // dtype.itemsize)
                 values = sub.create_array(
                     RAGGED_VALUES,
                     shape=(total,),
@@ -328,6 +337,22 @@ def _encode_arrays(
     }
     group.attrs.put({SHARD_ATTRS_KEY: meta})
     return {key: _to_bytes(buf) for key, buf in sorted(store_dict.items())}
+
+
+def _balanced_chunk(n: int, target: int) -> int:
+    """Samples per inner chunk: at most ``target``, spread evenly so the last chunk is nearly full.
+
+    Zarr pads the shard to whole inner chunks; equal chunks keep that padding under one sample per
+    chunk instead of up to a whole chunk.
+
+    >>> _balanced_chunk(48, 34), _balanced_chunk(10, 1), _balanced_chunk(0, 8)
+    (24, 1, 1)
+    """
+    target = max(1, target)
+    if n <= 0:
+        return 1
+    n_chunks = -(-n // target)
+    return -(-n // n_chunks)
 
 
 def _shard_shape(full: tuple[int, ...], chunk: tuple[int, ...]) -> tuple[int, ...]:

@@ -176,6 +176,10 @@ def test_torch_batches_are_tensors(built) -> None:
     sid = batch["sample_id"][0]
     np.testing.assert_array_equal(batch["signal"][0].numpy(), by_id[sid].arrays["signal"])
     assert isinstance(view.torch(6), torch.utils.data.IterableDataset)
+    for batch in view.loader(6, num_workers=2, seed=1):  # shared-memory batches from workers
+        for i, sid in enumerate(batch["sample_id"]):
+            np.testing.assert_array_equal(batch["signal"][i].numpy(), by_id[sid].arrays["signal"])
+            assert batch["age"][i].item() == by_id[sid].row["age"]
 
 
 def test_bad_arguments_and_incompatible_resume_are_refused(built) -> None:

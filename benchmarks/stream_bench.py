@@ -1,0 +1,574 @@
+"""Streaming throughput: this reader vs MosaicML Streaming (MDS), WebDataset, the CLIMB way, the ceiling.
+
+Corpora (synthetic, :mod:`stream_corpus`): ECG int16 (12, 5000) and grey images uint8 (512, 512),
+written once per format from the same arrays:
+
+* ``climb-etl``: this project's format (``manifests.writer``, default :data:`DEFAULT_FORMAT`,
+  ~64 MB shards), read with :class:`manifests.stream.StreamLoader` (shuffled, elastic order);
+* ``mds``: MosaicML Streaming ``MDSWriter`` (``ndarray`` column, ``compression="zstd"``, 64 MB
+  shards), read with ``StreamingDataset(shuffle=True)`` + ``DataLoader``. Locally MDS decompresses
+  each shard into its cache on first use; the timed local runs read that cache (a prior untimed
+  pass fills it), as a training job's later epochs would. From S3 every run starts with an empty
+  cache (download + decompress included);
+* ``webdataset``: ``.npy`` members in 64 MB tar shards, ``WebDataset(shardshuffle).shuffle(1000)``
+  + ``.batched`` in a ``DataLoader``; from S3 each shard is streamed with ``curl`` from the endpoint;
+* ``climb-way``: one raw file per sample in a shuffled map-style ``DataLoader`` — ``.mat`` read with
+  ``scipy.io.loadmat`` for ECG, JPEG (quality 90) decoded with PIL for images; from S3, one GET per
+  sample;
+* ``ceiling``: this format's stored shard files read and decoded in a tight loop with no
+  per-sample Python (:func:`manifests.reader.decode_sharded_array`), 2 processes.
+
+Every reader: 2 DataLoader workers (``--workers``), batch 64, one full epoch (or ``--max-seconds``).
+Reported: samples/s, MB/s of decoded sample bytes, peak RSS of the process tree (psutil, sampled
+every 50 ms). Local runs are repeated with a warm and a cold page cache (``echo 3 >
+/proc/sys/vm/drop_caches``, needs root). S3 runs use moto's server on loopback with a subset of
+the corpora (moto keeps objects in memory).
+
+MosaicML Streaming imports ``transformers``/``torchvision`` at import time for its text/vision
+dataset classes, which this benchmark does not use; when they are not installed a stub module
+stands in for them (see :func:`_stub_optional_imports`) so torch is not replaced.
+
+Run: ``.venv/bin/python benchmarks/stream_bench.py [--quick]`` → ``benchmarks/results/stream.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import io
+import json
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import socket
+import sys
+import threading
+import time
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from stream_corpus import ECG_SHAPE, IMAGE_SHAPE, make_ecg, make_image  # noqa: E402
+
+BATCH = 64
+SHARD_BYTES = 64 << 20
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+
+class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Empty stand-ins for ``transformers``/``torchvision`` (imported, never used, by MDS)."""
+
+    names = ("transformers", "torchvision")
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name.split(".")[0] in self.names:
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec: Any) -> types.ModuleType:
+        module = types.ModuleType(spec.name)
+        module.__path__ = []
+
+        def attr(name: str) -> Any:
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return type(name, (), {"__init__": lambda self, *a, **k: None})
+
+        module.__getattr__ = attr  # type: ignore[method-assign]
+        return module
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        return None
+
+
+def _stub_optional_imports() -> None:
+    missing = [n for n in _StubFinder.names if importlib.util.find_spec(n) is None]
+    if missing:
+        _StubFinder.names = tuple(missing)
+        sys.meta_path.insert(0, _StubFinder())
+
+
+class PeakRss:
+    """Peak resident memory (MB) of this process and its children, sampled every 50 ms."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._proc = psutil.Process()
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            total = 0
+            with contextlib.suppress(Exception):
+                total = self._proc.memory_info().rss
+                for child in self._proc.children(recursive=True):
+                    with contextlib.suppress(Exception):
+                        total += child.memory_info().rss
+            self.peak_mb = max(self.peak_mb, total / 1e6)
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def drop_caches() -> bool:
+    """Drop the page cache (root only); ``False`` when not allowed."""
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def warm_files(root: Path) -> None:
+    for path in root.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                while fh.read(16 << 20):
+                    pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# building the corpora
+# ---------------------------------------------------------------------------------------------
+
+
+def build(kind: str, n: int, out: Path) -> Path:
+    """Write ``n`` samples of ``kind`` in every format under ``out/<kind>-<n>``; reused when complete."""
+    from PIL import Image
+    from scipy.io import savemat
+
+    _stub_optional_imports()
+    import webdataset as wds
+    from streaming import MDSWriter
+
+    from manifests.publish import publish_dataset
+    from manifests.schema import Sample
+    from manifests.writer import write_shard
+
+    base = out / f"{kind}-{n}"
+    done = base / "done.json"
+    if done.exists():
+        return base
+    shutil.rmtree(base, ignore_errors=True)
+    make = make_ecg if kind == "ecg" else make_image
+    shape, dtype = (ECG_SHAPE, "int16") if kind == "ecg" else (IMAGE_SHAPE, "uint8")
+    per_shard = max(1, SHARD_BYTES // (int(np.prod(shape)) * np.dtype(dtype).itemsize))
+    for sub in ("ours", "mds", "wds", "climb"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    records, pending = [], []
+    t0 = time.perf_counter()
+    mds = MDSWriter(
+        out=str(base / "mds"),
+        columns={"x": f"ndarray:{dtype}:{','.join(map(str, shape))}"},
+        compression="zstd",
+        size_limit=SHARD_BYTES,
+    )
+    tar = wds.ShardWriter(str(base / "wds" / "shard-%06d.tar"), maxsize=SHARD_BYTES, verbose=0)
+    for i in range(n):
+        x = make(i)
+        sid = f"{kind}{i:08d}"
+        pending.append(Sample(sid, f"p{i}", "train", {"x": x}, {"label": i % 5}))
+        if len(pending) == per_shard:
+            records.append(write_shard(str(base / "ours"), "train", len(records), pending, source=kind))
+            pending = []
+        mds.write({"x": x})
+        tar.write({"__key__": sid, "npy": x})
+        if kind == "ecg":
+            savemat(base / "climb" / f"{sid}.mat", {"val": x}, do_compression=False)
+        else:
+            Image.fromarray(x).save(base / "climb" / f"{sid}.jpg", format="JPEG", quality=90)
+    if pending:
+        records.append(write_shard(str(base / "ours"), "train", len(records), pending, source=kind))
+    mds.finish()
+    tar.close()
+    publish_dataset(
+        str(base / "ours"),
+        source=kind,
+        version="bench",
+        shards=records,
+        quarantine=[],
+        items_in=n,
+        info={"title": f"synthetic {kind}"},
+        quarantine_max_fraction=0.0,
+    )
+    sizes = {
+        sub: sum(p.stat().st_size for p in (base / sub).rglob("*") if p.is_file())
+        for sub in ("ours", "mds", "wds", "climb")
+    }
+    done.write_text(json.dumps({"n": n, "build_s": time.perf_counter() - t0, "bytes": sizes}))
+    print(f"built {kind} ×{n} in {time.perf_counter() - t0:.0f} s: {sizes}", flush=True)
+    return base
+
+
+# ---------------------------------------------------------------------------------------------
+# readers: each returns an iterator of batches whose first dimension is the sample count
+# ---------------------------------------------------------------------------------------------
+
+
+def read_ours(url: str, workers: int, storage_options: dict | None = None) -> Iterator[Any]:
+    from manifests import open_dataset
+
+    view = open_dataset(url, storage_options=storage_options).split("train").select(["x"])
+    loader = view.loader(BATCH, num_workers=workers, seed=0, pin_memory=False)
+    for batch in loader:
+        yield batch["x"]
+
+
+def read_mds(local: str, remote: str | None, workers: int) -> Iterator[Any]:
+    _stub_optional_imports()
+    from streaming import StreamingDataset
+    from streaming.base.util import clean_stale_shared_memory
+    from torch.utils.data import DataLoader
+
+    clean_stale_shared_memory()
+    ds = StreamingDataset(local=local, remote=remote, batch_size=BATCH, shuffle=True, shuffle_seed=0)
+    for batch in DataLoader(ds, batch_size=BATCH, num_workers=workers):
+        yield batch["x"]
+
+
+def read_wds(urls: list[str], workers: int) -> Iterator[Any]:
+    import webdataset as wds
+    from torch.utils.data import DataLoader
+
+    pipeline = (
+        wds.WebDataset(urls, shardshuffle=len(urls), seed=0, empty_check=False)
+        .shuffle(1000)
+        .decode()
+        .to_tuple("npy")
+        .batched(BATCH)
+    )
+    for (batch,) in DataLoader(pipeline, batch_size=None, num_workers=workers):
+        yield batch
+
+
+class ClimbFiles:
+    """CLIMB's way: one file per sample (``.mat`` via scipy, JPEG via PIL); local paths or S3 keys."""
+
+    def __init__(self, paths: list[str], kind: str, s3: dict | None = None) -> None:
+        self.paths, self.kind, self.s3 = paths, kind, s3
+        self._client: Any = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _read(self, path: str) -> Any:
+        if self.s3 is None:
+            return path
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("s3", endpoint_url=self.s3["endpoint"], region_name="us-east-1")
+        body = self._client.get_object(Bucket=self.s3["bucket"], Key=path)["Body"].read()
+        return io.BytesIO(body)
+
+    def __getitem__(self, i: int) -> Any:
+        import torch
+
+        src = self._read(self.paths[i])
+        if self.kind == "ecg":
+            from scipy.io import loadmat
+
+            return torch.from_numpy(loadmat(src)["val"])
+        from PIL import Image
+
+        with Image.open(src) as img:
+            return torch.from_numpy(np.asarray(img))
+
+
+def read_climb(dataset: ClimbFiles, workers: int) -> Iterator[Any]:
+    import torch
+    from torch.utils.data import DataLoader
+
+    gen = torch.Generator().manual_seed(0)
+    yield from DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=workers, generator=gen)
+
+
+def _ceiling_worker(args: tuple[list[str], dict | None]) -> int:
+    import fsspec
+
+    from manifests.reader import decode_sharded_array
+
+    paths, storage_options = args
+    total = 0
+    for meta_path, shard_path in zip(paths[0::2], paths[1::2], strict=True):
+        with fsspec.open(meta_path, "rb", **(storage_options or {})) as fh:
+            meta = json.loads(fh.read())
+        with fsspec.open(shard_path, "rb", **(storage_options or {})) as fh:
+            data = fh.read()
+        total += decode_sharded_array(meta, data).shape[0]
+    return total
+
+
+def read_ceiling(url: str, processes: int, storage_options: dict | None = None) -> Iterator[int]:
+    """Yields one count per process: samples decoded from whole shards, no per-sample Python."""
+    from manifests import open_dataset
+
+    ds = open_dataset(url, storage_options=storage_options)
+    jobs: list[tuple[list[str], dict | None]] = [([], storage_options) for _ in range(processes)]
+    for k, ref in enumerate(ds.shards("train")):
+        prefix = f"{url.rstrip('/')}/{ref.files['arrays']}/x"
+        shard = next(p for p in ref.array_files() if p.startswith(f"{ref.files['arrays']}/x/c/"))
+        jobs[k % processes][0].extend([f"{prefix}/zarr.json", f"{url.rstrip('/')}/{shard}"])
+    with mp.get_context("fork").Pool(processes) as pool:
+        yield from pool.imap_unordered(_ceiling_worker, jobs)
+
+
+# ---------------------------------------------------------------------------------------------
+# measuring
+# ---------------------------------------------------------------------------------------------
+
+
+def measure(
+    name: str, make_iter: Callable[[], Iterator[Any]], sample_bytes: int, max_s: float
+) -> dict[str, Any]:
+    samples = 0
+    with PeakRss() as rss:
+        t0 = time.perf_counter()
+        it = make_iter()
+        try:
+            for batch in it:
+                samples += int(batch) if isinstance(batch, int) else int(batch.shape[0])
+                if time.perf_counter() - t0 > max_s:
+                    break
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+        seconds = time.perf_counter() - t0
+    row = {
+        "reader": name,
+        "samples": samples,
+        "seconds": round(seconds, 3),
+        "samples_s": round(samples / seconds, 1),
+        "mb_s": round(samples * sample_bytes / seconds / 1e6, 1),
+        "peak_rss_mb": round(rss.peak_mb, 1),
+        "capped": seconds > max_s,
+    }
+    print(
+        f"  {name:11s} {row['samples']:7d} samples {row['seconds']:8.2f} s {row['samples_s']:9.1f} /s "
+        f"{row['mb_s']:8.1f} MB/s rss {row['peak_rss_mb']:7.0f} MB",
+        flush=True,
+    )
+    return row
+
+
+def run_local(kind: str, base: Path, workers: int, max_s: float, cache: str) -> list[dict[str, Any]]:
+    sample_bytes = int(np.prod(ECG_SHAPE)) * 2 if kind == "ecg" else int(np.prod(IMAGE_SHAPE))
+    ext = "mat" if kind == "ecg" else "jpg"
+    climb = ClimbFiles(sorted(str(p) for p in (base / "climb").glob(f"*.{ext}")), kind)
+    wds_urls = sorted(str(p) for p in (base / "wds").glob("*.tar"))
+    readers: list[tuple[str, Callable[[], Iterator[Any]], Path]] = [
+        ("climb-etl", lambda: read_ours(str(base / "ours"), workers), base / "ours"),
+        ("mds", lambda: read_mds(str(base / "mds"), None, workers), base / "mds"),
+        ("webdataset", lambda: read_wds(wds_urls, workers), base / "wds"),
+        ("climb-way", lambda: read_climb(climb, workers), base / "climb"),
+        ("ceiling", lambda: read_ceiling(str(base / "ours"), workers), base / "ours"),
+    ]
+    if not (base / "mds-cache-ready").exists():  # MDS decompresses shards into its cache once
+        for _ in read_mds(str(base / "mds"), None, workers):
+            pass
+        (base / "mds-cache-ready").write_text("1")
+    rows = []
+    print(f"{kind} local {cache}", flush=True)
+    for name, make_iter, data_dir in readers:
+        if cache == "cold":
+            if not drop_caches():
+                raise SystemExit("cold-cache runs need root (echo 3 > /proc/sys/vm/drop_caches)")
+        else:
+            warm_files(data_dir)
+        row = measure(name, make_iter, sample_bytes, max_s)
+        rows.append({"corpus": kind, "storage": "local", "cache": cache, **row})
+    return rows
+
+
+def run_s3(kind: str, base: Path, workers: int, max_s: float) -> list[dict[str, Any]]:
+    import boto3
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"
+    )
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    os.environ["S3_ENDPOINT_URL"] = endpoint  # MosaicML Streaming reads this
+    rows = []
+    try:
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="bench")
+        opts = {"key": "bench", "secret": "bench", "client_kwargs": {"endpoint_url": endpoint}}
+        fs = s3fs.S3FileSystem(**opts)
+        t0 = time.perf_counter()
+        for sub in ("ours", "mds", "wds", "climb"):
+            fs.put(str(base / sub), f"bench/{kind}/{sub}", recursive=True)
+        print(f"{kind} S3: uploaded in {time.perf_counter() - t0:.0f} s", flush=True)
+        sample_bytes = int(np.prod(ECG_SHAPE)) * 2 if kind == "ecg" else int(np.prod(IMAGE_SHAPE))
+        ext = "mat" if kind == "ecg" else "jpg"
+        keys = sorted(f"{kind}/climb/{p.name}" for p in (base / "climb").glob(f"*.{ext}"))
+        climb = ClimbFiles(keys, kind, s3={"endpoint": endpoint, "bucket": "bench"})
+        wds_urls = [
+            f"pipe:curl -s -f {endpoint}/bench/{kind}/wds/{p.name}"
+            for p in sorted((base / "wds").glob("*.tar"))
+        ]
+        url = f"s3://bench/{kind}/ours"
+
+        def mds() -> Iterator[Any]:
+            cache = base / "mds-s3-cache"
+            shutil.rmtree(cache, ignore_errors=True)
+            yield from read_mds(str(cache), f"s3://bench/{kind}/mds", workers)
+
+        readers = [
+            ("climb-etl", lambda: read_ours(url, workers, opts)),
+            ("mds", mds),
+            ("webdataset", lambda: read_wds(wds_urls, workers)),
+            ("climb-way", lambda: read_climb(climb, workers)),
+            ("ceiling", lambda: read_ceiling(url, workers, opts)),
+        ]
+        print(f"{kind} s3", flush=True)
+        for name, make_iter in readers:
+            row = measure(name, make_iter, sample_bytes, max_s)
+            rows.append({"corpus": kind, "storage": "s3-moto", "cache": "n/a", **row})
+    finally:
+        server.stop()
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per setting: this reader vs the faster peer, the ceiling and the CLIMB way."""
+    out = []
+    settings = sorted({(r["corpus"], r["storage"], r["cache"]) for r in rows})
+    for corpus, storage, cache in settings:
+        rate = {
+            r["reader"]: r["samples_s"]
+            for r in rows
+            if (r["corpus"], r["storage"], r["cache"]) == (corpus, storage, cache)
+        }
+        peer = max(rate.get("mds", 0.0), rate.get("webdataset", 0.0))
+        ours = rate.get("climb-etl", 0.0)
+        out.append(
+            {
+                "corpus": corpus,
+                "storage": storage,
+                "cache": cache,
+                "vs_faster_peer": round(ours / peer, 2) if peer else None,
+                "vs_ceiling": round(ours / rate["ceiling"], 2) if rate.get("ceiling") else None,
+                "vs_climb_way": round(ours / rate["climb-way"], 2) if rate.get("climb-way") else None,
+            }
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2,000 ECG + 500 images, S3 on 1,000 + 250")
+    parser.add_argument("--ecg", type=int, default=20_000)
+    parser.add_argument("--images", type=int, default=5_000)
+    parser.add_argument("--s3-ecg", type=int, default=4_000)
+    parser.add_argument("--s3-images", type=int, default=1_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--max-seconds", type=float, default=120.0, help="cap on one reader's run")
+    parser.add_argument("--workdir", default="/tmp/climb-stream-bench")
+    parser.add_argument("--skip-s3", action="store_true")
+    parser.add_argument("--build-only", action="store_true", help="write the corpora and stop")
+    parser.add_argument("--skip-cold", action="store_true")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "stream.json"))
+    args = parser.parse_args()
+    if args.quick:
+        args.ecg, args.images, args.s3_ecg, args.s3_images = 2_000, 500, 1_000, 250
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    rows: list[dict[str, Any]] = []
+    builds = {}
+    if args.build_only:
+        for kind, n in (("ecg", args.ecg), ("image", args.images), ("ecg", args.s3_ecg), ("image", args.s3_images)):
+            build(kind, n, work)
+        return
+    for kind, n in (("ecg", args.ecg), ("image", args.images)):
+        base = build(kind, n, work)
+        builds[f"{kind}-{n}"] = json.loads((base / "done.json").read_text())
+        for cache in ("warm",) if args.skip_cold else ("warm", "cold"):
+            rows += run_local(kind, base, args.workers, args.max_seconds, cache)
+    if not args.skip_s3:
+        for kind, n in (("ecg", args.s3_ecg), ("image", args.s3_images)):
+            base = build(kind, n, work)
+            builds[f"{kind}-{n}"] = json.loads((base / "done.json").read_text())
+            rows += run_s3(kind, base, args.workers, args.max_seconds)
+    import torch
+    import webdataset
+    import zarr
+
+    _stub_optional_imports()
+    import streaming
+
+    from manifests.writer import DEFAULT_FORMAT
+
+    load = os.getloadavg()
+    result = {
+        "benchmark": "stream",
+        "date": started,
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": len(os.sched_getaffinity(0)),
+            "loadavg_at_end": [round(x, 2) for x in load],
+            "note": "shared 2-core machine: other jobs ran at the same time, so absolute numbers are noisy",
+        },
+        "versions": {
+            "torch": torch.__version__,
+            "zarr": zarr.__version__,
+            "mosaicml-streaming": streaming.__version__,
+            "webdataset": getattr(webdataset, "__version__", "?"),
+            "numpy": np.__version__,
+        },
+        "settings": {
+            "batch": BATCH,
+            "workers": args.workers,
+            "shard_bytes": SHARD_BYTES,
+            "quick": args.quick,
+            "max_seconds": args.max_seconds,
+            "format": DEFAULT_FORMAT.to_dict(),
+        },
+        "corpora": builds,
+        "rows": rows,
+        "summary": summarise(rows),
+    }
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result["summary"], indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
