@@ -80,6 +80,12 @@ OTHER_COLOUR = "#8c8c8c"
 TRACE_COLOUR = "#1d3557"
 
 _PLOT_DPI = 100
+#: Longest stretch of a time series drawn per sample, in seconds (EEG recordings run for hours).
+MAX_TRACE_S = 10.0
+#: Longest stretch drawn when the sampling rate is unknown, in samples.
+MAX_TRACE_SAMPLES = 5000
+#: Values per histogram (and per percentile estimate) before strided subsampling.
+MAX_HISTOGRAM_VALUES = 1_000_000
 
 
 class ReportError(RuntimeError):
@@ -225,8 +231,10 @@ def shorten(text: str, width: int) -> str:
     """
     if len(text) <= width:
         return text
-    cut = text[: width - 1].rsplit(" ", 1)[0] if " " in text[: width - 1] else text[: width - 1]
-    return cut.rstrip(" ,;:(") + "…"
+    head = text[: width - 1]
+    if text[width - 1] != " " and " " in head:
+        head = head.rsplit(" ", 1)[0]  # drop the word the cut went through
+    return head.rstrip(" ,;:(") + "…"
 
 
 def png_img_tag(png: bytes, alt: str, *, css_class: str = "plot") -> str:
@@ -880,9 +888,24 @@ def pick_sample_positions(split_sizes: Mapping[str, int], n: int) -> list[tuple[
     return picks
 
 
+def subsample(values: np.ndarray, max_values: int = MAX_HISTOGRAM_VALUES) -> np.ndarray:
+    """``values`` flattened to float64, strided down to at most ``max_values`` elements.
+
+    A stride keeps the spread of values of images, volumes and signals (neighbouring elements
+    are alike) without the memory of a float copy of a whole CT series.
+
+    >>> subsample(np.arange(10, dtype=np.int16), 4).tolist()
+    [0.0, 3.0, 6.0, 9.0]
+    """
+    flat = np.asarray(values).reshape(-1)
+    step = max(1, math.ceil(flat.size / max(1, max_values)))
+    return flat[::step].astype(np.float64)
+
+
 def robust_limits(values: np.ndarray, lo_pct: float = 0.5, hi_pct: float = 99.5) -> tuple[float, float]:
     """Percentile display limits of ``values`` (equal limits are widened by one)."""
-    finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+    values = subsample(values)
+    finite = values[np.isfinite(values)]
     if finite.size == 0:
         return 0.0, 1.0
     lo, hi = np.percentile(finite, [lo_pct, hi_pct])
@@ -914,6 +937,7 @@ def plot_timeseries(
     units: str | None = None,
     channel_mask: np.ndarray | None = None,
     title: str = "",
+    start_s: float = 0.0,
 ) -> bytes:
     """Stacked traces of a multichannel signal, one labelled row per channel (PNG bytes).
 
@@ -924,6 +948,7 @@ def plot_timeseries(
         units: the signal's units (``"uV"`` is shown as µV).
         channel_mask: bool (C,), False for absent channels (drawn grey and marked absent).
         title: the figure title.
+        start_s: the time of the first sample (a window cut from a longer recording).
 
     Channels are offset by one step (a round number of ``units`` above the largest
     0.5–99.5 percentile range of any channel), and a scale bar of one step is drawn at the right.
@@ -938,7 +963,7 @@ def plot_timeseries(
     mask = np.ones(channels, dtype=bool) if channel_mask is None else np.asarray(channel_mask, dtype=bool)
     if mask.shape != (channels,):
         mask = np.ones(channels, dtype=bool)
-    t = np.arange(length) / fs_hz if fs_hz else np.arange(length, dtype=np.float64)
+    t = start_s + np.arange(length) / fs_hz if fs_hz else np.arange(length, dtype=np.float64)
     centred = sig - np.median(sig, axis=1, keepdims=True)
     ranges = [np.subtract(*robust_limits(centred[c])[::-1]) for c in range(channels) if mask[c]]
     step = nice_step(max(ranges or [1.0]) * 0.9)
@@ -986,6 +1011,22 @@ def plot_timeseries(
     return figure_png(fig)
 
 
+def display_window(length: int, fs_hz: float | None) -> tuple[int, int]:
+    """The ``[start, stop)`` sample range of a time series to draw: all of it when short, else
+    :data:`MAX_TRACE_S` seconds (:data:`MAX_TRACE_SAMPLES` without a rate) from the middle.
+
+    >>> display_window(5000, 500.0)
+    (0, 5000)
+    >>> display_window(200 * 60, 200.0)
+    (5000, 7000)
+    """
+    width = round(MAX_TRACE_S * fs_hz) if fs_hz else MAX_TRACE_SAMPLES
+    if length <= width:
+        return 0, length
+    start = (length - width) // 2
+    return start, start + width
+
+
 def to_display_image(image: np.ndarray, kind: str) -> tuple[np.ndarray, str | None]:
     """An image as matplotlib shows it: (H, W) float in [0, 1] with ``"gray"``, or (H, W, 3) RGB.
 
@@ -995,7 +1036,7 @@ def to_display_image(image: np.ndarray, kind: str) -> tuple[np.ndarray, str | No
     img = np.asarray(image)
     if kind == "image_grey":
         img = img.reshape(img.shape[-2:]) if img.ndim == 3 else img
-        lo, hi = robust_limits(img.astype(np.float64))
+        lo, hi = robust_limits(img)
         return np.clip((img.astype(np.float64) - lo) / (hi - lo), 0, 1), "gray"
     if img.ndim == 3 and img.shape[0] in (3, 4) and img.shape[-1] not in (3, 4):
         img = np.moveaxis(img, 0, -1)
@@ -1005,7 +1046,7 @@ def to_display_image(image: np.ndarray, kind: str) -> tuple[np.ndarray, str | No
         if img.dtype != np.uint8 and img.max(initial=0) <= 255:
             top = 255.0
         return np.clip(img.astype(np.float64) / top, 0, 1), None
-    lo, hi = robust_limits(img.astype(np.float64))
+    lo, hi = robust_limits(img)
     return np.clip((img.astype(np.float64) - lo) / (hi - lo), 0, 1), None
 
 
@@ -1105,7 +1146,7 @@ def plot_channel_histograms(
         per_channel: list[np.ndarray] = []
         for c in range(channels):
             parts = [
-                s[c].astype(np.float64)
+                subsample(s[c], MAX_HISTOGRAM_VALUES // (len(sigs) * channels))
                 for s, m in zip(sigs, masks or [None] * len(sigs), strict=True)
                 if s.shape[0] == channels and (m is None or bool(np.asarray(m)[c]))
             ]
@@ -1159,14 +1200,17 @@ def plot_channel_histograms(
     colour_first = kind == "image_rgb" and not colour_last and all(a.shape[0] in (3, 4) for a in flat)
     if colour_last or colour_first:
         for c, (name, colour) in enumerate(zip("RGB", ("#d62728", "#2ca02c", "#1f77b4"), strict=True)):
-            vals = np.concatenate([(a[..., c] if colour_last else a[c]).ravel() for a in flat]).astype(
-                np.float64
+            vals = np.concatenate(
+                [
+                    subsample(a[..., c] if colour_last else a[c], MAX_HISTOGRAM_VALUES // len(flat))
+                    for a in flat
+                ]
             )
             lo, hi = robust_limits(vals, 0.0, 100.0)
             draw_histogram(ax, vals, (lo, hi), bins=64, colour=colour, label=name, fill=False)
         ax.legend(frameon=False, fontsize=8)
     else:
-        vals = np.concatenate([a.ravel() for a in flat]).astype(np.float64)
+        vals = np.concatenate([subsample(a, MAX_HISTOGRAM_VALUES // len(flat)) for a in flat])
         lo, hi = robust_limits(vals, 0.0, 100.0)
         draw_histogram(ax, vals, (lo, hi), bins=64, colour=TRACE_COLOUR)
     ax.set_xlabel(unit)
@@ -1254,13 +1298,22 @@ def render_pictures(ds: Any, samples_per_source: int) -> str:
             channels = arr.shape[0] if arr.ndim == 2 else 1
             mask = _channel_mask(sample, channels)
             masks.append(mask)
+            fs_hz = _sampling_rate_hz(manifest, sample)
+            start, stop = display_window(arr.shape[-1], fs_hz)
+            if (start, stop) != (0, arr.shape[-1]):
+                unit_t, scale = ("s", fs_hz) if fs_hz else ("samples", 1.0)
+                caption += (
+                    f" · {(stop - start) / scale:g} {unit_t} from {start / scale:g} {unit_t}"
+                    f" of {arr.shape[-1] / scale:g} {unit_t}"
+                )
             png = plot_timeseries(
-                arr,
-                fs_hz=_sampling_rate_hz(manifest, sample),
+                arr[..., start:stop],
+                fs_hz=fs_hz,
                 channel_names=channel_names,
                 units=units,
                 channel_mask=mask,
                 title=caption,
+                start_s=start / fs_hz if fs_hz else 0.0,
             )
             figures.append(_figure(png, f"{name} of {caption}", ""))
     elif kind in ("image_grey", "image_rgb"):

@@ -490,3 +490,29 @@ def test_default_destination_is_under_out(corpus: Path, tmp_path: Path) -> None:
     single = render_report(str(out / "synthetic_ct" / "v1-synthetic"), str(tmp_path / "single.html"))
     assert single.read_text().count('<section class="source"') == 1
     assert os.path.getsize(single) > 10_000
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    import pipelines.report
+
+    result = doctest.testmod(pipelines.report)
+    assert result.attempted >= 5 and result.failed == 0
+
+
+def test_long_recordings_are_drawn_as_a_window_and_histograms_subsample() -> None:
+    from pipelines.report import display_window, plot_channel_histograms, plot_timeseries, subsample
+
+    fs_hz = 200.0
+    t = np.arange(int(fs_hz * 600)) / fs_hz  # a 10-minute, 3-channel "EEG"
+    eeg = np.stack([50 * np.sin(2 * np.pi * f * t) for f in (2.0, 7.0, 11.0)]).astype(np.float32)
+    start, stop = display_window(eeg.shape[-1], fs_hz)
+    assert (stop - start) / fs_hz == 10.0 and start / fs_hz == 295.0
+    png = plot_timeseries(eeg[:, start:stop], fs_hz=fs_hz, units="uV", start_s=start / fs_hz)
+    with Image.open(io.BytesIO(png)) as im:
+        assert np.asarray(im.convert("L")).std() > 5
+    big = np.arange(5_000_000, dtype=np.int16)
+    assert subsample(big, 1000).size <= 1000
+    hist = plot_channel_histograms([eeg], "timeseries", units="uV")
+    assert hist.startswith(b"\x89PNG")
