@@ -33,6 +33,11 @@ leaves (when unsure, remove):
 - **Markers.** ``PatientIdentityRemoved=YES``, ``DeidentificationMethod``,
   ``DeidentificationMethodCodeSequence`` (CID 7050), ``LongitudinalTemporalInformationModified``.
 
+Limits, known and chosen: Retain Safe Private is not implemented (private attributes always go);
+burned-in text is handled by policy (mask rectangles or quarantine), not detected by OCR; overlay
+bits embedded in the unused high bits of Pixel Data (a retired encoding) are not cleared; all
+patients without a Patient ID share one pseudonym and one date offset per namespace.
+
 Examples:
     >>> from pydicom.dataset import Dataset
     >>> from transforms.pseudonyms import DeidKey, derive_subject_keys
