@@ -36,7 +36,7 @@ from manifests import open_dataset  # noqa: E402
 from manifests.publish import publish_dataset  # noqa: E402
 from manifests.reader import decode_sharded_array  # noqa: E402
 from manifests.schema import Sample  # noqa: E402
-from manifests.writer import ShardFormat, encode_shard, write_shard  # noqa: E402
+from manifests.writer import DEFAULT_FORMAT, ShardFormat, encode_shard, write_shard  # noqa: E402
 
 SETTINGS = [
     ("none", 0),
@@ -145,6 +145,8 @@ def main() -> None:
         "corpora": {"ecg": f"{n_ecg} × int16 (12, 5000)", "image": f"{n_img} × uint8 (512, 512)"},
         "quick": args.quick,
         "rows": rows,
+        "choice": DEFAULT_FORMAT.to_dict(),
+        "why": "see manifests.writer.DEFAULT_FORMAT",
     }
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")
