@@ -100,11 +100,14 @@ class BuiltSource:
         source: source id (``"georgia"``).
         version: the version directory's name.
         url: the dataset root ``<out>/<source>/<version>``.
+        error: why the source's version could not be determined (e.g. an unreadable
+            ``current.json``); ``None`` when it was.
     """
 
     source: str
     version: str
     url: str
+    error: str | None = None
 
 
 @dataclass
@@ -156,7 +159,11 @@ def find_built_sources(out: str, storage_options: Mapping[str, Any] | None = Non
         if not fs.isdir(source_dir):
             continue
         source = source_dir.rsplit("/", 1)[-1]
-        version = _current_version(fs, source_dir)
+        try:
+            version = _current_version(fs, source_dir)
+        except ReportError as exc:
+            found.append(BuiltSource(source, "", f"{base}/{source}", error=str(exc)))
+            continue
         if version is not None:
             found.append(BuiltSource(source, version, f"{base}/{source}/{version}"))
     return found
@@ -337,7 +344,7 @@ def render_counts(manifest: Mapping[str, Any]) -> str:
     quarantined = counts["quarantined"]
     share = f"{quarantined / items_in:.1%} of items" if items_in else "no items"
     windows = counts["samples_out"] / counts["items_published"] if counts["items_published"] else 0.0
-    cards = [
+    cards: list[tuple[str, int | float, str, str, str]] = [
         ("items_in", items_in, format_count(items_in), "items in", "records the index found"),
         (
             "samples_out",
@@ -1682,6 +1689,10 @@ def write_report(
     summaries: list[SourceSummary] = []
     sections: list[str] = []
     for built in found:
+        if built.error:
+            summaries.append(SourceSummary(built.source, built.version, error=built.error))
+            sections.append(render_error_section(built, built.error))
+            continue
         try:
             ds = open_dataset(built.url, storage_options=dict(storage_options or {}) or None)
         except Exception as exc:  # one broken source must not hide the others

@@ -19,6 +19,7 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+import fsspec
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -136,12 +137,12 @@ SYNTHETIC = {
 }
 
 
-def write_synthetic_dataset(out: Path, source: str, *, with_pointer: bool) -> dict:
+def write_synthetic_dataset(out: Path | str, source: str, *, with_pointer: bool) -> dict:
     """Write ``<out>/<source>/v1-synthetic`` (train: 2 shards, test: 1 shard, one quarantined
     item) with :func:`write_shard` + :func:`publish_dataset`; return the manifest."""
     make, modality, group, labels, label_of, canonical = SYNTHETIC[source]
     rng = np.random.default_rng(len(source))
-    url = str(out / source / "v1-synthetic")
+    url = f"{str(out).rstrip('/')}/{source}/v1-synthetic"
     layout = [("train", 0, range(0, 4)), ("train", 1, range(4, 7)), ("test", 0, range(7, 9))]
     records = []
     for split, index, numbers in layout:
@@ -173,7 +174,9 @@ def write_synthetic_dataset(out: Path, source: str, *, with_pointer: bool) -> di
         quarantine_max_fraction=0.5,
     )
     if with_pointer:
-        (out / source / "current.json").write_text(json.dumps({"source": source, "version": "v1-synthetic"}))
+        pointer = json.dumps({"source": source, "version": "v1-synthetic"}).encode()
+        fs, root = fsspec.core.url_to_fs(str(out))
+        fs.pipe_file(f"{root.rstrip('/')}/{source}/current.json", pointer)
     return manifest
 
 
@@ -460,6 +463,11 @@ def test_broken_source_is_reported_not_fatal(corpus: Path, tmp_path: Path) -> No
     assert 'id="src-synthetic_xray"' in text and 'id="src-synthetic_derm"' in text
     assert "v1-synthetic" in result.failed[0].error and "cannot open" in result.failed[0].error
     assert "cannot open the dataset" in text
+    # An unreadable version pointer is reported the same way, naming the pointer file.
+    (out / "synthetic_xray" / "current.json").write_text("[]")
+    result = write_report(str(out), tmp_path / "r2.html", samples_per_source=1)
+    assert sorted(s.source for s in result.failed) == ["synthetic_derm", "synthetic_xray"]
+    assert "current.json" in next(s.error for s in result.failed if s.source == "synthetic_xray")
 
 
 def test_nothing_to_report_names_the_folder(tmp_path: Path) -> None:
@@ -516,3 +524,20 @@ def test_long_recordings_are_drawn_as_a_window_and_histograms_subsample() -> Non
     assert subsample(big, 1000).size <= 1000
     hist = plot_channel_histograms([eeg], "timeseries", units="uV")
     assert hist.startswith(b"\x89PNG")
+
+
+def test_report_over_an_object_store(tmp_path: Path) -> None:
+    out = "memory://climb-report-test/out"
+    write_synthetic_dataset(out, "synthetic_derm", with_pointer=True)
+    write_synthetic_dataset(out, "synthetic_ct", with_pointer=False)
+    found = find_built_sources(out)
+    assert [(b.source, b.version) for b in found] == [
+        ("synthetic_ct", "v1-synthetic"),
+        ("synthetic_derm", "v1-synthetic"),
+    ]
+    result = write_report(out, tmp_path / "mem.html", samples_per_source=2)
+    assert not result.failed
+    page = parse_page(result.path.read_text())
+    assert set(page.sections) == {"synthetic_ct", "synthetic_derm"}
+    samples = {f["source"]: int(f["data-value"]) for f in page.fields if f["data-field"] == "samples_out"}
+    assert samples == {"synthetic_ct": 9, "synthetic_derm": 9}
