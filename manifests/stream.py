@@ -118,7 +118,7 @@ def plan_epoch(
 
     Examples:
         >>> plan = plan_epoch([np.arange(3), np.arange(2)], global_batch_size=2, shuffle=False, lanes=1)
-        >>> [list(plan.codes[plan.bounds[g]:plan.bounds[g + 1]] & 0xFFFFFFFF) for g in range(plan.num_batches)]
+        >>> [(plan.codes[plan.bounds[g]:plan.bounds[g + 1]] & 0xFFFFFFFF).tolist() for g in range(plan.num_batches)]
         [[0, 1], [2, 0], [1]]
     """
     gbs = _check_positive_int("global_batch_size", global_batch_size)
