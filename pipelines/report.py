@@ -821,7 +821,7 @@ def classify_array(shape: Sequence[int], modality: str | None = None, group: str
 
     Returns:
         ``timeseries`` for (T,) or (channels, T) signals; ``image_grey`` for (H, W) or
-        (1, H, W); ``image_rgb`` for (H, W, 3|4) or (3|4, H, W); ``volume`` for (D, H, W) or
+        (1, H, W) or (H, W, 1); ``image_rgb`` for (H, W, 3|4) or (3|4, H, W); ``volume`` for (D, H, W) or
         (C, D, H, W) in a volume modality; ``video`` for (T, H, W[, C]); ``none`` otherwise.
     """
     mod = (modality or "").lower()
@@ -844,7 +844,7 @@ def classify_array(shape: Sequence[int], modality: str | None = None, group: str
             return "image_rgb"
         if shape[0] in (3, 4):
             return "image_rgb"
-        if shape[0] == 1:
+        if shape[0] == 1 or shape[-1] == 1:
             return "image_grey"
         return "volume"
     if len(shape) == 4:
@@ -1042,7 +1042,8 @@ def to_display_image(image: np.ndarray, kind: str) -> tuple[np.ndarray, str | No
     """
     img = np.asarray(image)
     if kind == "image_grey":
-        img = img.reshape(img.shape[-2:]) if img.ndim == 3 else img
+        if img.ndim == 3:  # (1, H, W) or (H, W, 1)
+            img = img[0] if img.shape[0] == 1 else img[..., 0]
         lo, hi = robust_limits(img)
         return np.clip((img.astype(np.float64) - lo) / (hi - lo), 0, 1), "gray"
     if img.ndim == 3 and img.shape[0] in (3, 4) and img.shape[-1] not in (3, 4):

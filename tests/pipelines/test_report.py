@@ -418,6 +418,7 @@ def test_classify_array_follows_the_canonical_forms() -> None:
     assert classify_array((5000,), "gait", "1d") == "timeseries"
     assert classify_array((1024, 832), "xray_chest", "2d") == "image_grey"
     assert classify_array((1, 1024, 832), "mammography", "2d") == "image_grey"
+    assert classify_array((512, 512, 1), "mri_brain_2d", "2d") == "image_grey"
     assert classify_array((768, 1024, 3), "dermoscopy", "2d") == "image_rgb"
     assert classify_array((3, 512, 512), "pathology", "2d") == "image_rgb"
     assert classify_array((64, 256, 256), "ct_chest", "3d") == "volume"
