@@ -218,9 +218,11 @@ def deid_report(records: Sequence[ShardRecord], manifest: SourceManifest) -> dic
     actions: Counter[str] = Counter()
     for record in records:
         actions.update(record.deid_actions)
+    from pipelines.stages.transform import DEID_METHODS
+
+    fmt = manifest.layout.format if manifest.layout else ""
     return {
-        "method": "keyed HMAC-SHA256 pseudonyms and per-patient date offsets (whole weeks, 1-10 years back); "
-        "header comments reduced to age (capped at 90), sex and diagnosis codes; record names replaced",
+        "method": DEID_METHODS.get(fmt, "keyed HMAC-SHA256 pseudonyms and per-patient date offsets"),
         "namespace": manifest.deid.namespace,
         "actions": dict(sorted(actions.items())),
     }

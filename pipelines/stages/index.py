@@ -182,11 +182,23 @@ def index_ecg_source(manifest: SourceManifest, raw_dir: Path, key: DeidKey) -> I
     return IndexResult(items=items, skipped=skipped)
 
 
-#: layout.format -> indexer. New modalities register here.
-INDEXERS = {
-    "cinc_mat": index_ecg_source,
-    "wfdb": index_ecg_source,
+#: layout.format -> indexer, as ``"module:function"`` (imported on use, so a modality's
+#: dependencies load only when one of its sources is built). New modalities register here.
+INDEXERS: dict[str, str] = {
+    "cinc_mat": "pipelines.stages.index:index_ecg_source",
+    "wfdb": "pipelines.stages.index:index_ecg_source",
+    "dicom": "pipelines.stages.image2d_source:index_image2d_source",
+    "jpeg": "pipelines.stages.image2d_source:index_image2d_source",
+    "image": "pipelines.stages.image2d_source:index_image2d_source",
 }
+
+
+def resolve(ref: str) -> Any:
+    """Import ``"package.module:attribute"``."""
+    import importlib
+
+    module, _, attribute = ref.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def index_source(manifest: SourceManifest, raw_dir: str | os.PathLike[str], key: DeidKey) -> IndexResult:
@@ -204,7 +216,7 @@ def index_source(manifest: SourceManifest, raw_dir: str | os.PathLike[str], key:
         raise NotImplementedError(
             f"source {manifest.id}: no indexer for format {fmt!r} yet (status: {manifest.status})"
         )
-    return INDEXERS[manifest.layout.format](manifest, root, key)
+    return resolve(INDEXERS[manifest.layout.format])(manifest, root, key)
 
 
 def plan_shards(items: Iterable[Item], items_per_shard: int) -> list[ShardPlan]:

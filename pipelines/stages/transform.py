@@ -16,7 +16,6 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -128,35 +127,75 @@ def process_ecg_item(
     return result
 
 
+def make_ecg_item_fn(manifest: SourceManifest, key: DeidKey) -> ItemFn:
+    from transforms.ecg import EcgSpec
+
+    return functools.partial(
+        process_ecg_item,
+        source=manifest.id,
+        namespace=manifest.deid.namespace,
+        key=key,
+        spec=EcgSpec.from_manifest(manifest.canonical),
+        classes=tuple(manifest.labels.classes),
+    )
+
+
+def ecg_spec_dict(manifest: SourceManifest) -> dict[str, Any]:
+    from transforms.ecg import EcgSpec
+
+    return EcgSpec.from_manifest(manifest.canonical).to_dict()
+
+
+#: layout.format -> (item-function factory, canonical-spec recorder), as ``"module:function"``.
+#: A factory takes (manifest, key) and returns a picklable ``Item -> ItemResult``.
+ITEM_FUNCTIONS: dict[str, tuple[str, str]] = {
+    "cinc_mat": ("pipelines.stages.transform:make_ecg_item_fn", "pipelines.stages.transform:ecg_spec_dict"),
+    "wfdb": ("pipelines.stages.transform:make_ecg_item_fn", "pipelines.stages.transform:ecg_spec_dict"),
+    "dicom": (
+        "pipelines.stages.image2d_source:make_image2d_item_fn",
+        "pipelines.stages.image2d_source:image2d_spec_dict",
+    ),
+    "jpeg": (
+        "pipelines.stages.image2d_source:make_image2d_item_fn",
+        "pipelines.stages.image2d_source:image2d_spec_dict",
+    ),
+    "image": (
+        "pipelines.stages.image2d_source:make_image2d_item_fn",
+        "pipelines.stages.image2d_source:image2d_spec_dict",
+    ),
+}
+
+
+_ECG_DEID = (
+    "keyed HMAC-SHA256 pseudonyms and per-patient date offsets (whole weeks, 1-10 years back); "
+    "header comments reduced to age (capped at 90), sex and diagnosis codes; record names replaced"
+)
+#: layout.format -> one sentence on what de-identification did, for the built manifest.
+DEID_METHODS: dict[str, str] = {"cinc_mat": _ECG_DEID, "wfdb": _ECG_DEID}
+
+
+def _entry(manifest: SourceManifest) -> tuple[str, str]:
+    fmt = manifest.layout.format if manifest.layout else None
+    if fmt not in ITEM_FUNCTIONS:
+        raise NotImplementedError(
+            f"source {manifest.id}: no transform for format {fmt!r} yet (status: {manifest.status})"
+        )
+    return ITEM_FUNCTIONS[fmt]
+
+
 def make_item_fn(manifest: SourceManifest, key: DeidKey) -> ItemFn:
     """The pure per-item function of a source (picklable ``functools.partial``).
 
     Raises:
-        NotImplementedError: the source's modality has no transform yet.
+        NotImplementedError: the source's format has no transform yet.
     """
-    if manifest.modality.startswith("ecg"):
-        from transforms.ecg import EcgSpec
+    from pipelines.stages.index import resolve
 
-        spec = EcgSpec.from_manifest(manifest.canonical)
-        return functools.partial(
-            process_ecg_item,
-            source=manifest.id,
-            namespace=manifest.deid.namespace,
-            key=key,
-            spec=spec,
-            classes=tuple(manifest.labels.classes),
-        )
-    raise NotImplementedError(f"source {manifest.id}: no transform for modality {manifest.modality!r} yet")
+    return resolve(_entry(manifest)[0])(manifest, key)
 
 
 def canonical_spec_dict(manifest: SourceManifest) -> dict[str, Any]:
     """The canonical spec actually applied, as recorded in the built manifest."""
-    if manifest.modality.startswith("ecg"):
-        from transforms.ecg import EcgSpec
+    from pipelines.stages.index import resolve
 
-        return EcgSpec.from_manifest(manifest.canonical).to_dict()
-    return dict(manifest.canonical)
-
-
-def raw_path_exists(item: Item) -> bool:
-    return all(Path(p).exists() for p in item.paths)
+    return resolve(_entry(manifest)[1])(manifest)
