@@ -70,12 +70,23 @@ def sample_tree_rss(proc: psutil.Process, stop: threading.Event, peaks: dict[str
 
 def run_measured(code: str) -> tuple[dict, dict[str, int]]:
     """Run ``code`` in a fresh interpreter; it prints one JSON line last. Returns it and peak RSS."""
-    env = {**os.environ, "CLIMB_DEID_SECRET": os.environ.get("CLIMB_DEID_SECRET", "benchmark-secret-0123456789abcdef")}
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, cwd=ROOT)
+    env = {
+        **os.environ,
+        "CLIMB_DEID_SECRET": os.environ.get("CLIMB_DEID_SECRET", "benchmark-secret-0123456789abcdef"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     stop = threading.Event()
     peaks: dict[str, int] = {}
-    sampler = threading.Thread(target=sample_tree_rss, args=(psutil.Process(proc.pid), stop, peaks), daemon=True)
+    sampler = threading.Thread(
+        target=sample_tree_rss, args=(psutil.Process(proc.pid), stop, peaks), daemon=True
+    )
     sampler.start()
     out, err = proc.communicate()
     stop.set()
@@ -123,9 +134,12 @@ def main() -> None:
     rows = []
     for n in args.sizes:
         raw = release(n)
-        configs = [("climb local (1 process)", BUILD, "local", 1), ("climb dask (2 workers)", BUILD, "dask", 2),
-                   ("baseline wfdb.rdrecord (1 process)", BASELINE, "-", 1),
-                   ("baseline wfdb.rdrecord (2 processes)", BASELINE, "-", 2)]
+        configs = [
+            ("climb local (1 process)", BUILD, "local", 1),
+            ("climb dask (2 workers)", BUILD, "dask", 2),
+            ("baseline wfdb.rdrecord (1 process)", BASELINE, "-", 1),
+            ("baseline wfdb.rdrecord (2 processes)", BASELINE, "-", 2),
+        ]
         for name, template, backend, workers in configs:
             runs = []
             peaks_sum, peaks_max = [], []
@@ -136,22 +150,38 @@ def main() -> None:
                 runs.append(result["items"] / result["seconds"])
                 peaks_sum.append(peaks.get("sum", 0))
                 peaks_max.append(peaks.get("max_process", 0))
-            rows.append({"records": n, "config": name, "records_per_s_median": statistics.median(runs),
-                         "records_per_s_runs": runs, "peak_rss_tree_mb_median": statistics.median(peaks_sum) / 2**20,
-                         "peak_rss_largest_process_mb_median": statistics.median(peaks_max) / 2**20})
-            print(f"{n:>6} {name:<38} {statistics.median(runs):>8.0f} rec/s   "
-                  f"peak RSS tree {statistics.median(peaks_sum) / 2**20:>7.0f} MB, largest process "
-                  f"{statistics.median(peaks_max) / 2**20:>6.0f} MB", flush=True)
+            rows.append(
+                {
+                    "records": n,
+                    "config": name,
+                    "records_per_s_median": statistics.median(runs),
+                    "records_per_s_runs": runs,
+                    "peak_rss_tree_mb_median": statistics.median(peaks_sum) / 2**20,
+                    "peak_rss_largest_process_mb_median": statistics.median(peaks_max) / 2**20,
+                }
+            )
+            print(
+                f"{n:>6} {name:<38} {statistics.median(runs):>8.0f} rec/s   "
+                f"peak RSS tree {statistics.median(peaks_sum) / 2**20:>7.0f} MB, largest process "
+                f"{statistics.median(peaks_max) / 2**20:>6.0f} MB",
+                flush=True,
+            )
     for n in args.sizes:
         ours = next(r for r in rows if r["records"] == n and r["config"].startswith("climb dask"))
-        base = next(r for r in rows if r["records"] == n and r["config"] == "baseline wfdb.rdrecord (2 processes)")
+        base = next(
+            r for r in rows if r["records"] == n and r["config"] == "baseline wfdb.rdrecord (2 processes)"
+        )
         ours["ratio_vs_baseline_2proc"] = ours["records_per_s_median"] / base["records_per_s_median"]
     payload = {
         "benchmark": "ecg_build",
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-                    "platform": platform.platform(), "python": platform.python_version(),
-                    "load_avg_at_end": os.getloadavg()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_avg_at_end": os.getloadavg(),
+        },
         "repeats": args.repeats,
         "rows": rows,
     }

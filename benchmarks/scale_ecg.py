@@ -1,0 +1,115 @@
+"""Scaling benchmark: the same ECG build on every backend, and Prefect's orchestration overhead.
+
+One synthetic CinC release (default 20,000 records), built in a fresh subprocess per run with:
+``local`` (in-process), Dask with 1 and 2 worker processes, Beam (FnApiRunner) with 1 and 2
+workers, and the Prefect ``build_source`` flow on Dask with 2 workers (ephemeral Prefect
+server; its start-up is included, as a user pays it). Reported: records/s (median of
+``--repeats``), scaling efficiency (2-worker ÷ 1-worker throughput) per engine, and the Prefect
+overhead ((flow time − bare time) ÷ bare time, Dask 2 workers both).
+
+Usage: ``python benchmarks/scale_ecg.py [--records 20000] [--repeats 2]``; writes
+``benchmarks/results/scale_ecg.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.ecg_build import BUILD, release, run_measured  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "scale_ecg.json"
+
+BUILD_BEAM = """
+import json, time
+from pipelines.stages.build import build_source, BuildConfig
+from pipelines.backends import BackendOptions, get_backend
+t = time.perf_counter()
+r = build_source("georgia", {raw!r}, {out!r}, BuildConfig(items_per_shard=512), map_shards=get_backend("beam"),
+                 backend_options=BackendOptions(workers={workers}))
+print(json.dumps({{"seconds": time.perf_counter() - t, "items": r.items_in}}))
+"""
+
+FLOW = """
+import json, os, tempfile, time
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp()
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+t = time.perf_counter()
+from pipelines.flows.build import build_source
+r = build_source("georgia", {out!r}, raw_dir={raw!r}, config={{"items_per_shard": 512}},
+                 options={{"backend": "dask", "workers": {workers}, "max_memory": "4GiB"}})
+print(json.dumps({{"seconds": time.perf_counter() - t, "items": r["items_in"]}}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=20000)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    raw = release(args.records)
+    configs = [
+        ("local", BUILD, "local", 1),
+        ("dask-1", BUILD, "dask", 1),
+        ("dask-2", BUILD, "dask", 2),
+        ("beam-1", BUILD_BEAM, "beam", 1),
+        ("beam-2", BUILD_BEAM, "beam", 2),
+        ("prefect-flow-dask-2", FLOW, "dask", 2),
+    ]
+    rows = {}
+    for name, template, backend, workers in configs:
+        seconds = []
+        for _ in range(args.repeats):
+            with tempfile.TemporaryDirectory(prefix="climb-scale-") as out:
+                result, _ = run_measured(
+                    template.format(raw=str(raw), out=out, backend=backend, workers=workers)
+                )
+            seconds.append(result["seconds"])
+        median = statistics.median(seconds)
+        rows[name] = {
+            "seconds_runs": seconds,
+            "seconds_median": median,
+            "records_per_s": args.records / median,
+        }
+        print(f"{name:<22} {args.records / median:>8.0f} rec/s  ({median:.1f} s)", flush=True)
+    summary = {
+        "dask_efficiency_2w_over_1w": rows["dask-2"]["records_per_s"] / rows["dask-1"]["records_per_s"],
+        "beam_efficiency_2w_over_1w": rows["beam-2"]["records_per_s"] / rows["beam-1"]["records_per_s"],
+        "prefect_overhead_fraction": (
+            rows["prefect-flow-dask-2"]["seconds_median"] - rows["dask-2"]["seconds_median"]
+        )
+        / rows["dask-2"]["seconds_median"],
+    }
+    print(json.dumps(summary, indent=1))
+    payload = {
+        "benchmark": "scale_ecg",
+        "date": time.strftime("%Y-%m-%d"),
+        "records": args.records,
+        "repeats": args.repeats,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_avg_at_end": os.getloadavg(),
+        },
+        "rows": rows,
+        "summary": summary,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(payload, indent=1))
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
