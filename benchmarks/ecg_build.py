@@ -20,6 +20,7 @@ Usage: ``python benchmarks/ecg_build.py [--sizes 5000 20000] [--repeats 3]``; wr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -57,10 +58,8 @@ def sample_tree_rss(proc: psutil.Process, stop: threading.Event, peaks: dict[str
             procs = [proc, *proc.children(recursive=True)]
             rss = []
             for p in procs:
-                try:
+                with contextlib.suppress(psutil.Error):
                     rss.append(p.memory_info().rss)
-                except psutil.Error:
-                    pass
             peaks["sum"] = max(peaks.get("sum", 0), sum(rss))
             peaks["max_process"] = max(peaks.get("max_process", 0), max(rss, default=0))
         except psutil.Error:
