@@ -1231,10 +1231,13 @@ def plot_channel_histograms(
 def sample_caption(
     sample: Mapping[str, Any], split: str, manifest: Mapping[str, Any], label_column: str | None
 ) -> str:
-    """A short caption: split, the (pseudonymous) sample id and the sample's labels."""
+    """A short caption: split, the (pseudonymous) sample id, the window and the sample's labels."""
     sid = str(sample.get(COL_SAMPLE_ID, "?"))
     short = sid if len(sid) <= 26 else sid[:25] + "…"
     text = f"{split} · {short}"
+    index, count = sample.get("window_index"), sample.get("n_windows")
+    if isinstance(index, int) and isinstance(count, int) and count > 1:
+        text += f" · window {index + 1}/{count}"
     if label_column and label_column in sample:
         counts = count_labels(manifest, {split: [sample[label_column]]}, label_column)
         names = sorted(counts.by_split.get(split, {}))
@@ -1243,6 +1246,12 @@ def sample_caption(
         elif counts.values.get(split):
             text += f" · {label_column}={format_number(counts.values[split][0])}"
     return text
+
+
+def _window_start_s(sample: Mapping[str, Any]) -> float:
+    """Where a windowed sample starts in its recording, in seconds (row ``window_start_s``; else 0)."""
+    value = sample.get("window_start_s")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
 def _conf(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -1321,7 +1330,7 @@ def render_pictures(ds: Any, samples_per_source: int) -> str:
                 units=units,
                 channel_mask=mask,
                 title=caption,
-                start_s=start / fs_hz if fs_hz else 0.0,
+                start_s=(start / fs_hz + _window_start_s(sample)) if fs_hz else 0.0,
             )
             figures.append(_figure(png, f"{name} of {caption}", ""))
     elif kind in ("image_grey", "image_rgb"):

@@ -542,3 +542,16 @@ def test_report_over_an_object_store(tmp_path: Path) -> None:
     assert set(page.sections) == {"synthetic_ct", "synthetic_derm"}
     samples = {f["source"]: int(f["data-value"]) for f in page.fields if f["data-field"] == "samples_out"}
     assert samples == {"synthetic_ct": 9, "synthetic_derm": 9}
+
+
+def test_sample_caption_names_window_and_classes(corpus: Path) -> None:
+    from pipelines.report import sample_caption
+
+    manifest = manifests_on_disk(corpus)["cpsc2018"]
+    classes = manifest["labels"]["classes"]
+    multi_hot = [0] * len(classes)
+    multi_hot[0] = multi_hot[-1] = 1
+    sample = {"sample_id": "item-abc-w001", "window_index": 1, "n_windows": 3, "superclasses": multi_hot}
+    caption = sample_caption(sample, "val", manifest, "superclasses")
+    assert caption.startswith("val · item-abc-w001 · window 2/3 · ")
+    assert caption.endswith(", ".join(sorted([classes[0], classes[-1]])))
