@@ -6,6 +6,7 @@ import typer
 
 from pipelines.cli_build import build_command, flow_app, status_command
 from pipelines.cli_deid import deid_app
+from pipelines.cli_report import report_command
 from pipelines.cli_sources import sources_app
 from pipelines.demo.cli import demo_command
 from pipelines.fetch.cli import fetch_command
@@ -24,6 +25,7 @@ app.command("fetch")(fetch_command)
 app.command("build")(build_command)
 app.command("status")(status_command)
 app.command("demo")(demo_command)
+app.command("report")(report_command)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -91,6 +91,23 @@ def simulate_templates(n: int = 6, seed: int = 7) -> np.ndarray:
     return bank
 
 
+def _continuous_trace(template: np.ndarray, n_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_samples`` of a template without a seam: a window inside it when it is long enough,
+    else copies joined with a 0.2 s linear cross-fade (no step at the joins)."""
+    length = template.shape[1]
+    if n_samples <= length:
+        start = int(rng.integers(0, length - n_samples + 1))
+        return template[:, start : start + n_samples]
+    fade = FS_HZ // 5
+    ramp = np.linspace(0.0, 1.0, fade, dtype=template.dtype)
+    out = template.copy()
+    while out.shape[1] < n_samples:
+        joined = out[:, -fade:] * (1 - ramp) + template[:, :fade] * ramp
+        out = np.concatenate([out[:, :-fade], joined, template[:, fade:]], axis=1)
+    start = int(rng.integers(0, out.shape[1] - n_samples + 1))
+    return out[:, start : start + n_samples]
+
+
 @dataclass(frozen=True)
 class PlantedRecord:
     """What a synthetic record's header says that must not reach an output."""
@@ -226,10 +243,7 @@ def write_cinc_release(
         duration = float(rng.uniform(*durations_s)) if durations_s[0] != durations_s[1] else durations_s[0]
         n_samples = round(duration * FS_HZ)
         template = bank[rng.integers(len(bank))]
-        reps = int(np.ceil((n_samples + template.shape[1]) / template.shape[1]))
-        tiled = np.tile(template, (1, reps))
-        shift = int(rng.integers(template.shape[1]))
-        signal = tiled[:, shift : shift + n_samples] * rng.uniform(0.7, 1.3)
+        signal = _continuous_trace(template, n_samples, rng) * rng.uniform(0.7, 1.3)
         signal = signal + rng.normal(0.0, 0.01, size=signal.shape)
         age = int(rng.choice([int(rng.integers(18, 89)), int(rng.integers(90, 101))], p=[0.8, 0.2]))
         sex = str(rng.choice(["Male", "Female"]))
