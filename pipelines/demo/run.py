@@ -33,7 +33,7 @@ from pipelines.console import console
 from pipelines.demo.ecg_release import CINC_LAYOUT, write_cinc_release
 
 MIRROR_PROJECT = Path("challenge-2021") / "1.0.3"
-MIRROR_VERSION = "demo-mirror-v1"
+MIRROR_VERSION = "demo-mirror-v2"
 DEFAULT_RECORDS = 60
 DEMO_SOURCES = ("ptbxl", "chapman_shaoxing", "georgia", "cpsc2018")
 
@@ -62,8 +62,13 @@ def prepare_mirror(records: int = DEFAULT_RECORDS, sources: Sequence[str] = DEMO
         durations = (6.0, 60.0) if source == "cpsc2018" else (10.0, 10.0)
         records_written = write_cinc_release(project, source, records, seed=100 + i, durations_s=durations)
         planted[source] = [
-            {"record": r.record, "patient_name": r.patient_name, "mrn": r.mrn,
-             "recorded": r.recorded.isoformat(), "age": r.age}
+            {
+                "record": r.record,
+                "patient_name": r.patient_name,
+                "mrn": r.mrn,
+                "recorded": r.recorded.isoformat(),
+                "age": r.age,
+            }
             for r in records_written
         ]
     write_sha256sums(project)
@@ -150,19 +155,37 @@ class DemoResult:
 
 def summary_table(result: DemoResult) -> Table:
     table = Table(title=f"climb demo: {len(result.summaries)} sources in {result.seconds:.0f} s")
-    for col in ("source", "items", "samples", "quarantined (top reasons)", "shards", "MB", "records/s", "epoch check"):
-        table.add_column(col, justify="left" if col.startswith(("source", "quarantined", "epoch")) else "right")
+    for col in (
+        "source",
+        "items",
+        "samples",
+        "quarantined (top reasons)",
+        "shards",
+        "MB",
+        "records/s",
+        "epoch check",
+    ):
+        table.add_column(
+            col, justify="left" if col.startswith(("source", "quarantined", "epoch")) else "right"
+        )
     for source, s in sorted(result.summaries.items()):
         reasons = Counter(s.get("quarantine_reasons", {})).most_common(2)
         reason_text = f" ({', '.join(f'{c} {n}' for c, n in reasons)})" if reasons else ""
         stream = result.streams.get(source)
         check = (
-            f"[green]{stream.samples_seen} seen once[/]" if stream and stream.ok
+            f"[green]{stream.samples_seen} seen once[/]"
+            if stream and stream.ok
             else f"[red]{stream.samples_seen if stream else 0}/{s['samples_out']}[/]"
         )
         table.add_row(
-            source, str(s["items_in"]), str(s["samples_out"]), f"{s['quarantined']}{reason_text}", str(s["shards"]),
-            f"{s['bytes'] / 1e6:.1f}", f"{s.get('items_per_s', 0):.0f}", check,
+            source,
+            str(s["items_in"]),
+            str(s["samples_out"]),
+            f"{s['quarantined']}{reason_text}",
+            str(s["shards"]),
+            f"{s['bytes'] / 1e6:.1f}",
+            f"{s.get('items_per_s', 0):.0f}",
+            check,
         )
     return table
 
@@ -220,7 +243,9 @@ def run_demo(
     for source, summary in summaries.items():
         streams[source] = stream_epoch(summary["dataset_url"], source)
         if not streams[source].ok:
-            failures.append(f"{source}: streamed {streams[source].samples_seen} samples, expected {summary['samples_out']}")
+            failures.append(
+                f"{source}: streamed {streams[source].samples_seen} samples, expected {summary['samples_out']}"
+            )
     report_path = None
     if report and summaries:
         from pipelines.report import render_report
