@@ -108,6 +108,21 @@ def running_mirror(root: Path):
                 os.environ[key] = value
 
 
+@contextmanager
+def shared_dask_cluster(backend: str, workers: int):
+    """One Dask ``LocalCluster`` for every source of the demo (not one per source): yields its
+    scheduler address, or None for the other backends."""
+    if backend != "dask":
+        yield None
+        return
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="4GiB"
+    ) as cluster:
+        yield cluster.scheduler_address
+
+
 @dataclass
 class StreamCheck:
     source: str
@@ -225,7 +240,10 @@ def run_demo(
     summaries: dict[str, dict[str, Any]] = {}
     failures: list[str] = []
     built_root = out / "built"
-    with running_mirror(root) as mirror:
+    options: dict[str, Any] = {"backend": backend, "workers": workers}
+    with running_mirror(root) as mirror, shared_dask_cluster(backend, workers) as address:
+        if address:
+            options["dask_address"] = address
         console.print(f"demo: PhysioNet mirror on {mirror.url} (Basic auth, one-off credentials)")
         with console.status(f"demo: Prefect build_corpus over {', '.join(chosen)} ({backend} backend)..."):
             try:
@@ -235,7 +253,7 @@ def run_demo(
                     raw_root=None,
                     endpoints={"physionet": mirror.url},
                     config={"items_per_shard": 64},
-                    options={"backend": backend, "workers": workers},
+                    options=options,
                 )
             except Exception as exc:  # the flow's own message names each failed source
                 failures.append(str(exc))
