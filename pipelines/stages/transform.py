@@ -171,7 +171,19 @@ _ECG_DEID = (
     "header comments reduced to age (capped at 90), sex and diagnosis codes; record names replaced"
 )
 #: layout.format -> one sentence on what de-identification did, for the built manifest.
-DEID_METHODS: dict[str, str] = {"cinc_mat": _ECG_DEID, "wfdb": _ECG_DEID}
+_DICOM_DEID = (
+    "PS3.15 Basic Application Level Confidentiality Profile (Table E.1-1 at every sequence depth): "
+    "keyed 2.25 UIDs, per-patient date offsets, private tags removed, burned-in text masked or "
+    "quarantined; only pixels and a few coded header fields reach the output"
+)
+_IMAGE_DEID = "pixels only: EXIF, ICC and text chunks dropped; raw file names replaced by keyed pseudonyms"
+DEID_METHODS: dict[str, str] = {
+    "cinc_mat": _ECG_DEID,
+    "wfdb": _ECG_DEID,
+    "dicom": _DICOM_DEID,
+    "jpeg": _IMAGE_DEID,
+    "image": _IMAGE_DEID,
+}
 
 
 def _entry(manifest: SourceManifest) -> tuple[str, str]:
