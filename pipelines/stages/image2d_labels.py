@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from manifests.schema import TEST, TRAIN, SourceManifest
+from manifests.schema import TEST, TRAIN, VAL, SourceManifest
 from transforms.pseudonyms import cap_age_years
 
 
@@ -377,10 +377,110 @@ def read_coronahack(manifest: SourceManifest, raw_dir: Path) -> Entries:
     return out
 
 
+# --------------------------------------------------------------------------- MIMIC-CXR-JPG
+
+#: MIMIC-CXR split names -> ours.
+MIMIC_SPLITS = {"train": TRAIN, "validate": VAL, "test": TEST}
+
+
+def read_mimic_cxr(manifest: SourceManifest, raw_dir: Path) -> Entries:
+    """MIMIC-CXR-JPG 2.0.0: ``files/pXX/p<subject>/s<study>/<dicom_id>.jpg`` + the split,
+    CheXpert-labeller and metadata CSVs (``.csv.gz``).
+
+    One item per image (``dicom_id``), joined to its study's labeller row by
+    ``(subject_id, study_id)``: ``labels`` are the 14 observations as 1/0/-1/None. The
+    official split (``validate`` -> ``val``) is patient-level. ``view_position`` comes from the
+    metadata CSV. Images without a labeller row (studies the labeller skipped) are counted.
+    """
+    classes = list(manifest.labels.classes)
+    extra = manifest.layout.extra if manifest.layout else {}
+    split_file, label_file = raw_dir / extra["split"], raw_dir / extra["labels"]
+    split_rows = read_csv_rows(split_file)
+    _require(split_file, split_rows, ["dicom_id", "study_id", "subject_id", "split"])
+    label_rows = read_csv_rows(label_file)
+    _require(label_file, label_rows, ["subject_id", "study_id"])
+    labels = {(r["subject_id"], r["study_id"]): _chexpert_labels(r, classes, label_file) for r in label_rows}
+    views: dict[str, str] = {}
+    if extra.get("metadata") and (raw_dir / extra["metadata"]).is_file():
+        views = {r["dicom_id"]: r.get("ViewPosition", "") for r in read_csv_rows(raw_dir / extra["metadata"])}
+    files = {p.stem: p for p in _records(manifest, raw_dir)}
+    out = Entries()
+    for row in split_rows:
+        path = files.pop(row["dicom_id"], None)
+        if path is None:
+            out.skipped["split_row_without_image"] += 1
+            continue
+        study = labels.get((row["subject_id"], row["study_id"]))
+        if study is None:
+            out.skipped["no_label_row"] += 1
+            continue
+        split = MIMIC_SPLITS.get(row["split"])
+        if split is None:
+            raise LabelFileError(f"label file {split_file}: unknown split {row['split']!r}")
+        out.entries.append(
+            Entry(
+                item_id=row["dicom_id"],
+                subject_id=row["subject_id"],
+                path=path,
+                split=split,
+                labels={"labels": study, "view_position_csv": views.get(row["dicom_id"]) or None},
+            )
+        )
+    out.skipped["image_without_split_row"] += len(files)
+    return out
+
+
+# --------------------------------------------------------------------------- VinDr-Mammo
+
+
+def read_vindr_mammo(manifest: SourceManifest, raw_dir: Path) -> Entries:
+    """VinDr-Mammo: ``images/<study_id>/<image_id>.dicom`` + ``breast-level_annotations.csv``.
+
+    ``label`` indexes ``classes`` (``BI-RADS 1`` -> ``birads_1``); ``breast_density``
+    (``DENSITY A``..``D``), ``breast_laterality`` and ``breast_view`` come from the CSV. The
+    official split (``training`` / ``test``) is the CSV's. The release has no patient id: the
+    study (one examination of one woman) is the subject.
+    """
+    classes = list(manifest.labels.classes)
+    label_file = _label_files(manifest, raw_dir)[0]
+    rows = read_csv_rows(label_file)
+    _require(label_file, rows, ["study_id", "image_id", "breast_birads", "split"])
+    files = {(p.parent.name, p.stem): p for p in _records(manifest, raw_dir)}
+    out = Entries()
+    for row in rows:
+        path = files.pop((row["study_id"], row["image_id"]), None)
+        if path is None:
+            out.skipped["label_row_without_image"] += 1
+            continue
+        name = "birads_" + re.sub(r"[^0-9]", "", row["breast_birads"])
+        if name not in classes:
+            out.skipped["label_outside_classes"] += 1
+            continue
+        out.entries.append(
+            Entry(
+                item_id=row["image_id"],
+                subject_id=row["study_id"],
+                path=path,
+                split=TEST if row["split"].lower() == "test" else TRAIN,
+                labels={
+                    "label": classes.index(name),
+                    "label_name": name,
+                    "breast_density": row.get("breast_density") or None,
+                    "breast_laterality": row.get("laterality") or None,
+                    "breast_view": row.get("view_position") or None,
+                },
+            )
+        )
+    out.skipped["image_without_label_row"] += len(files)
+    return out
+
+
 #: source id -> label reader. Sources not listed here have no indexer yet.
 LABEL_READERS: dict[str, Callable[[SourceManifest, Path], Entries]] = {
     "vindr_cxr": read_vindr_cxr,
     "chexpert": read_chexpert,
     "covid19_xray": read_covid19_xray,
     "coronahack": read_coronahack,
+    "mimic_cxr": read_mimic_cxr,
+    "vindr_mammo": read_vindr_mammo,
 }

@@ -354,6 +354,8 @@ LABEL_COLUMNS: dict[str, tuple[str, ...]] = {
     "chexpert": ("labels", "sex", "age_years", "frontal_lateral", "ap_pa"),
     "covid19_xray": ("label", "label_name"),
     "coronahack": ("label", "label_name", "virus_category"),
+    "mimic_cxr": ("labels", "view_position_csv"),
+    "vindr_mammo": ("label", "label_name", "breast_density", "breast_laterality", "breast_view"),
 }
 
 

@@ -366,3 +366,154 @@ def test_covid19_xray_class_folders(tmp_path):
     text = _output_text(Path(result.dataset_url))
     for value in ("JONES", "2020-04-01", ".png", str(raw)):
         assert value not in text, f"{value!r} leaked"
+
+
+# --------------------------------------------------------------------------- CoronaHack (JPEG + CSV)
+
+
+def test_coronahack_metadata_csv(tmp_path):
+    raw = tmp_path / "raw"
+    folder = raw / "Coronahack-Chest-XRay-Dataset" / "Coronahack-Chest-XRay-Dataset"
+    rng = np.random.default_rng(RNG_SEED + 3)
+    table = [
+        ["", "X_ray_image_name", "Label", "Dataset_type", "Label_2_Virus_category", "Label_1_Virus_category"]
+    ]
+    cases = [
+        ("Normal", "", "", "normal"),
+        ("Pnemonia", "", "bacteria", "pneumonia_bacterial"),
+        ("Pnemonia", "COVID-19", "Virus", "pneumonia_viral"),
+        ("Pnemonia", "ARDS", "Stress-Smoking", None),  # outside the three classes: counted, not guessed
+    ]
+    expected = {}
+    for split in ("TRAIN", "TEST"):
+        for k, (label, virus2, virus1, name) in enumerate(cases):
+            file_name = f"person{k}_{split.lower()}_KOWALSKI.jpeg"
+            _write_jpeg(
+                folder / split.lower() / file_name,
+                rng.integers(0, 256, (80, 100), dtype=np.uint8),
+                "KOWALSKI^JAN",
+            )
+            table.append([str(len(table)), file_name, label, split, virus2, virus1])
+            if name is not None:
+                expected[f"{split.lower()}/{file_name}"] = (
+                    name,
+                    "train" if split == "TRAIN" else "test",
+                    virus2 or None,
+                )
+    with (raw / "Chest_xray_Corona_Metadata.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows(table)
+    manifest = _small_manifest("coronahack")
+    result = build_source(manifest, str(raw), str(tmp_path / "out"), key=KEY)
+    dataset = open_dataset(result.dataset_url)
+    assert {s: len(dataset.split(s)) for s in dataset.splits} == {"train": 3, "test": 3}
+    assert dataset.manifest["provenance"]["index_skipped"]["label_outside_classes"] == 2
+    samples = _samples_by_id(dataset)
+    for item_id, (name, split, virus) in expected.items():
+        sample = samples[f"{pseudonymise_id(KEY, 'coronahack', 'item', item_id)}-f000"]
+        assert (sample["label_name"], sample["split"], sample["virus_category"]) == (name, split, virus)
+        assert sample["label"] == manifest.labels.classes.index(name)
+    text = _output_text(Path(result.dataset_url))
+    for value in ("KOWALSKI", "person0_", "2017:03:14", str(raw)):
+        assert value not in text, f"{value!r} leaked"
+
+
+# --------------------------------------------------------------------------- MIMIC-CXR-JPG
+
+
+def _write_csv_gz(path: Path, rows: list[list[str]]) -> None:
+    import gzip
+    import io
+
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(rows)
+    path.write_bytes(gzip.compress(buffer.getvalue().encode()))
+
+
+def test_mimic_cxr_official_split_and_study_labels(tmp_path):
+    raw = tmp_path / "raw"
+    rng = np.random.default_rng(RNG_SEED + 4)
+    split_rows = [["dicom_id", "study_id", "subject_id", "split"]]
+    label_rows = [["subject_id", "study_id", *CHEXPERT_HEADERS]]
+    meta_rows = [["dicom_id", "subject_id", "study_id", "ViewPosition"]]
+    expected, planted = {}, []
+    for n, split in enumerate(["train", "train", "validate", "test", "train", "test"]):
+        subject, study = str(10000032 + n * 7), str(50414267 + n * 13)
+        states = rng.choice(["1.0", "0.0", "-1.0", ""], size=len(CHEXPERT_HEADERS))
+        label_rows.append([subject, study, *states])
+        for view in range(2):
+            dicom_id = "-".join(rng.bytes(4).hex() for _ in range(5))
+            path = raw / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}" / f"{dicom_id}.jpg"
+            _write_jpeg(path, rng.integers(0, 256, (100, 90), dtype=np.uint8), "PATIENT^MIMIC")
+            split_rows.append([dicom_id, study, subject, split])
+            meta_rows.append([dicom_id, subject, study, "PA" if view == 0 else "LATERAL"])
+            expected[dicom_id] = (
+                {"validate": "val"}.get(split, split),
+                [None if s == "" else int(float(s)) for s in states],
+            )
+            planted += [dicom_id, f"p{subject}", f"s{study}"]
+    _write_csv_gz(raw / "mimic-cxr-2.0.0-split.csv.gz", split_rows)
+    _write_csv_gz(raw / "mimic-cxr-2.0.0-chexpert.csv.gz", label_rows)
+    _write_csv_gz(raw / "mimic-cxr-2.0.0-metadata.csv.gz", meta_rows)
+    result = build_source(_small_manifest("mimic_cxr"), str(raw), str(tmp_path / "out"), key=KEY)
+    dataset = open_dataset(result.dataset_url)
+    assert {s: len(dataset.split(s)) for s in dataset.splits} == {"train": 6, "val": 2, "test": 4}
+    samples = _samples_by_id(dataset)
+    for dicom_id, (split, labels) in expected.items():
+        sample = samples[f"{pseudonymise_id(KEY, 'mimic', 'item', dicom_id)}-f000"]
+        assert sample["split"] == split and sample["labels"] == labels
+    text = _output_text(Path(result.dataset_url))
+    for value in [*planted, "PATIENT^MIMIC", str(raw)]:
+        assert value not in text, f"{value!r} leaked"
+
+
+# --------------------------------------------------------------------------- VinDr-Mammo (DICOM)
+
+
+def test_vindr_mammo_breast_level_birads(tmp_path):
+    raw = tmp_path / "raw"
+    rng = np.random.default_rng(RNG_SEED + 5)
+    table = [["study_id", "series_id", "image_id", "laterality", "view_position", "height", "width",
+              "breast_birads", "breast_density", "split"]]  # fmt: skip
+    expected, planted = {}, []
+    for n in range(6):
+        study_id = rng.bytes(16).hex()
+        for side, view in (("L", "CC"), ("R", "MLO")):
+            image_id = rng.bytes(16).hex()
+            ds = _base(
+                f"TRAN^THI^LAN{n}",
+                f"MAMMO-{n:04d}",
+                generate_uid(),
+                "20200607",
+                "1.2.840.10008.5.1.4.1.1.1.2",
+            )
+            ds.Modality, ds.ImageLaterality, ds.ViewPosition = "MG", side, view
+            ds.SeriesInstanceUID = generate_uid()
+            ds.Rows, ds.Columns = 160, 128
+            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 14, 13, 0
+            ds.PixelData = rng.integers(0, 2**14, (160, 128)).astype(np.uint16).tobytes()
+            path = raw / "images" / study_id / f"{image_id}.dicom"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ds.save_as(path, enforce_file_format=True)
+            birads = 1 + (n + (side == "R")) % 5
+            split = "test" if n >= 4 else "training"
+            table.append([study_id, ds.SeriesInstanceUID, image_id, side, view, "160", "128",
+                          f"BI-RADS {birads}", "DENSITY C", split])  # fmt: skip
+            expected[image_id] = (birads - 1, side, view, "test" if n >= 4 else "train")
+            planted += [image_id, study_id, ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.StudyInstanceUID,
+                        f"TRAN^THI^LAN{n}", f"MAMMO-{n:04d}"]  # fmt: skip
+    with (raw / "breast-level_annotations.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows(table)
+    result = build_source(_small_manifest("vindr_mammo"), str(raw), str(tmp_path / "out"), key=KEY)
+    dataset = open_dataset(result.dataset_url)
+    assert {s: len(dataset.split(s)) for s in dataset.splits} == {"train": 8, "test": 4}
+    samples = _samples_by_id(dataset)
+    for image_id, (label, side, view, split) in expected.items():
+        sample = samples[f"{pseudonymise_id(KEY, 'vindr_mammo', 'item', image_id)}-f000"]
+        assert (sample["label"], sample["split"], sample["breast_density"]) == (label, split, "DENSITY C")
+        assert (sample["laterality"], sample["view_position"], sample["modality"]) == (side, view, "MG")
+        assert sample["image"].dtype == np.uint16 and sample["max_value"] == 2**14 - 1
+    text = _output_text(Path(result.dataset_url))
+    for value in [*planted, *PHI_STRINGS, "20200607", str(raw)]:
+        assert value not in text, f"{value!r} leaked"
+    assert dataset.manifest["deid"]["actions"]
