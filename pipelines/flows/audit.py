@@ -69,7 +69,7 @@ def audit_dataset(dataset_url: str) -> dict[str, Any]:
 
     Returns:
         ``{"url", "source", "version", "shards", "files", "bytes", "seconds", "problems"}``;
-        ``problems`` lists one message per bad shard (naming the shard and file), or says why
+        ``problems`` lists one message per bad shard (naming the dataset, shard and file), or says why
         the manifest could not be read. Never raises for a mismatch: the flow decides.
     """
     from manifests.reader import ShardIntegrityError, open_dataset
@@ -98,7 +98,7 @@ def audit_dataset(dataset_url: str) -> dict[str, Any]:
             try:
                 dataset.verify_shard(ref)
             except ShardIntegrityError as exc:
-                summary["problems"].append(str(exc))
+                summary["problems"].append(f"{dataset_url}: {exc}")
     summary["seconds"] = round(time.perf_counter() - started, 3)
     return summary
 

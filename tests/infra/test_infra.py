@@ -7,6 +7,7 @@ from), PyYAML for the Kubernetes objects, and Beam's ``PipelineOptions`` for the
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import tomllib
@@ -53,6 +54,12 @@ def test_prefect_yaml_has_nightly_build_and_weekly_audit_on_both_pool_kinds(pref
     assert "CLIMB_PROJECT_DIR=/opt/climb" in (INFRA / "Dockerfile").read_text()
 
 
+@functools.cache
+def load_flow(entrypoint: str) -> Flow:
+    """Prefect's own entrypoint loader, once per entrypoint (importing the build flow is not cheap)."""
+    return load_flow_from_entrypoint(entrypoint)
+
+
 @pytest.mark.parametrize("name", ["corpus-nightly", "audit-weekly", "corpus-nightly-k8s", "audit-weekly-k8s"])
 def test_prefect_entrypoints_resolve_to_flows_that_take_their_parameters(
     prefect_spec: dict, name: str
@@ -60,7 +67,7 @@ def test_prefect_entrypoints_resolve_to_flows_that_take_their_parameters(
     (deployment,) = [d for d in prefect_spec["deployments"] if d["name"] == name]
     path, _, function = deployment["entrypoint"].partition(":")
     assert not Path(path).is_absolute() and (ROOT / path).is_file(), f"{path} is not a file of the project"
-    flow = load_flow_from_entrypoint(str(ROOT / path) + ":" + function)
+    flow = load_flow(str(ROOT / path) + ":" + function)
     assert isinstance(flow, Flow)
     accepted = set(inspect.signature(flow.fn).parameters)
     assert set(deployment["parameters"]) <= accepted, f"{name}: unknown parameters for {flow.name}"
