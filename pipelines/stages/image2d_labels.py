@@ -43,6 +43,7 @@ class Entry:
     path: Path
     split: str | None
     labels: dict[str, Any] = field(default_factory=dict)
+    extra_paths: tuple[Path, ...] = ()  # more images of the same item (CMMD: every view of a breast)
 
 
 @dataclass
@@ -475,6 +476,208 @@ def read_vindr_mammo(manifest: SourceManifest, raw_dir: Path) -> Entries:
     return out
 
 
+# --------------------------------------------------------------------------- CMMD
+
+#: SpreadsheetML namespace of xlsx worksheets and shared strings (ECMA-376 Part 1, §18).
+_XLSX_NS = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+
+
+def _column_index(cell_ref: str) -> int:
+    """``"C7"`` -> 2 (zero-based column of an A1 reference)."""
+    index = 0
+    for char in re.match(r"[A-Z]+", cell_ref).group(0):  # type: ignore[union-attr]
+        index = index * 26 + ord(char) - ord("A") + 1
+    return index - 1
+
+
+def read_xlsx_rows(path: Path) -> list[dict[str, str]]:
+    """Rows of the first worksheet of an ``.xlsx`` as dicts (first row = header).
+
+    A minimal reader with the standard library (``zipfile`` + ElementTree): shared strings,
+    inline strings and numbers; no formulas are evaluated (cached values are read), no dates
+    are converted. Enough for a clinical-data sheet without adding a dependency. A ``.csv``
+    export of the same sheet is read as CSV.
+
+    Raises:
+        LabelFileError: missing file, not an xlsx, or no header row.
+    """
+    import zipfile
+    from xml.etree import ElementTree
+
+    if path.suffix.lower() == ".csv":
+        return read_csv_rows(path)
+    if not path.is_file():
+        raise LabelFileError(f"label file {path} is missing; put the release's file there")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            shared: list[str] = []
+            if "xl/sharedStrings.xml" in names:
+                root = ElementTree.fromstring(archive.read("xl/sharedStrings.xml"))
+                for item in root.findall("m:si", _XLSX_NS):
+                    shared.append("".join(t.text or "" for t in item.iter(f"{{{_XLSX_NS['m']}}}t")))
+            sheets = sorted(n for n in names if re.fullmatch(r"xl/worksheets/sheet\d+\.xml", n))
+            if not sheets:
+                raise LabelFileError(f"label file {path} has no worksheet")
+            sheet = ElementTree.fromstring(archive.read(sheets[0]))
+    except (zipfile.BadZipFile, ElementTree.ParseError, KeyError) as exc:
+        raise LabelFileError(f"label file {path} is not a readable xlsx: {type(exc).__name__}") from None
+    table: list[list[str]] = []
+    for row in sheet.iter(f"{{{_XLSX_NS['m']}}}row"):
+        values: dict[int, str] = {}
+        for cell in row.findall("m:c", _XLSX_NS):
+            kind, ref = cell.get("t"), cell.get("r", "")
+            if kind == "inlineStr":
+                text = "".join(t.text or "" for t in cell.iter(f"{{{_XLSX_NS['m']}}}t"))
+            else:
+                value = cell.find("m:v", _XLSX_NS)
+                text = value.text or "" if value is not None else ""
+                if kind == "s" and text:
+                    text = shared[int(text)]
+            column = _column_index(ref) if ref else len(values)
+            values[column] = text.strip()
+        if values:
+            table.append([values.get(c, "") for c in range(max(values) + 1)])
+    if not table:
+        raise LabelFileError(f"label file {path} has no header row")
+    header = table[0]
+    return [{h: (r[i] if i < len(r) else "") for i, h in enumerate(header) if h} for r in table[1:]]
+
+
+def _dicom_header(path: Path, keywords: list[str]) -> dict[str, str]:
+    """A few header values of a DICOM file (index time; never written anywhere)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=keywords, force=True)
+    except Exception:  # an unreadable file is left to the transform, which quarantines it
+        return {}
+    return {k: str(ds.get(k, "") or "").strip() for k in keywords}
+
+
+def read_cmmd(manifest: SourceManifest, raw_dir: Path) -> Entries:
+    """CMMD (TCIA): DICOMs under ``<PatientID>/...`` + ``CMMD_clinicaldata_revision.xlsx``.
+
+    One item per spreadsheet row (patient ``ID1`` + breast ``LeftRight``) holding every image of
+    that breast (Patient ID (0010,0020) and Image Laterality (0020,0062) read from each header
+    at index time); each image becomes one sample of the item. ``label``: benign 0 /
+    malignant 1 (``classification``); ``abnormality``, ``subtype`` and age (capped at 90) are
+    columns. The release has no split: patient-level keyed hash.
+    """
+    classes = list(manifest.labels.classes)
+    label_file = _label_files(manifest, raw_dir)[0]
+    if not label_file.exists() and label_file.with_suffix(".csv").exists():
+        label_file = label_file.with_suffix(".csv")  # a CSV export of the same sheet
+    rows = read_xlsx_rows(label_file)
+    _require(label_file, rows, ["ID1", "LeftRight", "classification"])
+    images: dict[tuple[str, str], list[Path]] = defaultdict(list)
+    for path in _records(manifest, raw_dir):
+        header = _dicom_header(path, ["PatientID", "ImageLaterality", "Laterality"])
+        side = header.get("ImageLaterality") or header.get("Laterality") or ""
+        patient = header.get("PatientID") or path.relative_to(raw_dir).parts[0]
+        images[(patient, side.upper()[:1])].append(path)
+    out = Entries()
+    used: set[tuple[str, str]] = set()
+    for row in rows:
+        patient, side = row["ID1"], row["LeftRight"].upper()[:1]
+        paths = sorted(images.get((patient, side), []))
+        if not paths:
+            out.skipped["label_row_without_image"] += 1
+            continue
+        name = row["classification"].lower()
+        if name not in classes:
+            out.skipped["label_outside_classes"] += 1
+            continue
+        used.add((patient, side))
+        age = row.get("Age", "")
+        out.entries.append(
+            Entry(
+                item_id=f"{patient}/{side}",
+                subject_id=patient,
+                path=paths[0],
+                split=None,
+                labels={
+                    "label": classes.index(name),
+                    "label_name": name,
+                    "abnormality": row.get("abnormality") or None,
+                    "subtype": row.get("subtype") or None,
+                    "age_years": cap_age_years(int(float(age))) if age else None,
+                },
+                extra_paths=tuple(paths[1:]),
+            )
+        )
+    out.skipped["image_without_label_row"] += sum(len(v) for k, v in images.items() if k not in used)
+    return out
+
+
+# --------------------------------------------------------------------------- CBIS-DDSM
+
+_PATHOLOGY_RANK = {"BENIGN_WITHOUT_CALLBACK": 0, "BENIGN": 1, "MALIGNANT": 2}
+
+
+def read_cbis_ddsm(manifest: SourceManifest, raw_dir: Path) -> Entries:
+    """CBIS-DDSM (TCIA): DICOM series under ``<PatientID>/...`` + the four case-description CSVs.
+
+    A full mammogram's Patient ID (``Mass-Training_P_00001_LEFT_CC``) is the first component of
+    the CSVs' ``image file path``; ROI masks and crops have their own (``..._1``) and are not
+    items. One item per full mammogram: ``label`` is the highest ``assessment`` (BI-RADS 0-5)
+    among its abnormalities, ``pathology`` the worst (malignant > benign > benign without
+    callback), ``abnormality_types`` the kinds (mass, calcification), ``breast_density`` the
+    CSV's. Official split: ``*_test_set.csv`` is test; train rows are split train/val by a
+    keyed hash of the patient (``P_00001``), so no patient spans train and val.
+    """
+    classes = list(manifest.labels.classes)
+    grouped: dict[str, list[dict[str, str]]] = defaultdict(list)
+    test_series: set[str] = set()
+    for label_file in _label_files(manifest, raw_dir):
+        rows = read_csv_rows(label_file)
+        _require(label_file, rows, ["patient_id", "assessment", "pathology", "image file path"])
+        for row in rows:
+            series = row["image file path"].replace("\\", "/").split("/")[0]
+            grouped[series].append(row)
+            if "test" in label_file.name.lower():
+                test_series.add(series)
+    by_series: dict[str, list[Path]] = defaultdict(list)
+    for path in _records(manifest, raw_dir):
+        by_series[path.relative_to(raw_dir).parts[0]].append(path)
+    out = Entries()
+    for series, rows in sorted(grouped.items()):
+        paths = sorted(by_series.pop(series, []))
+        if not paths:
+            out.skipped["label_row_without_image"] += 1
+            continue
+        if len(paths) > 1:
+            out.skipped["full_mammogram_with_several_files"] += 1
+            continue
+        try:
+            birads = max(int(float(r["assessment"])) for r in rows)
+        except ValueError:
+            out.skipped["unreadable_assessment"] += 1
+            continue
+        name = f"birads_{birads}"
+        if name not in classes:
+            out.skipped["label_outside_classes"] += 1
+            continue
+        pathology = max((r["pathology"].upper() for r in rows), key=lambda p: _PATHOLOGY_RANK.get(p, -1))
+        out.entries.append(
+            Entry(
+                item_id=series,
+                subject_id=rows[0]["patient_id"],
+                path=paths[0],
+                split=TEST if series in test_series else None,
+                labels={
+                    "label": classes.index(name),
+                    "label_name": name,
+                    "pathology": pathology.lower(),
+                    "abnormality_types": sorted({r.get("abnormality type", "").lower() for r in rows} - {""}),
+                    "breast_density": rows[0].get("breast_density") or rows[0].get("breast density") or None,
+                },
+            )
+        )
+    out.skipped["series_without_label_row"] += sum(len(v) for v in by_series.values())
+    return out
+
+
 #: source id -> label reader. Sources not listed here have no indexer yet.
 LABEL_READERS: dict[str, Callable[[SourceManifest, Path], Entries]] = {
     "vindr_cxr": read_vindr_cxr,
@@ -483,4 +686,6 @@ LABEL_READERS: dict[str, Callable[[SourceManifest, Path], Entries]] = {
     "coronahack": read_coronahack,
     "mimic_cxr": read_mimic_cxr,
     "vindr_mammo": read_vindr_mammo,
+    "cmmd": read_cmmd,
+    "cbis_ddsm": read_cbis_ddsm,
 }

@@ -171,7 +171,7 @@ def index_image2d_source(manifest: SourceManifest, raw_dir: Path, key: DeidKey) 
             Item(
                 item_id=entry.item_id,
                 subject_id=entry.subject_id,
-                paths=(str(entry.path),),
+                paths=tuple(str(p) for p in (entry.path, *entry.extra_paths)),
                 split=split,
                 item_key=pseudonymise_id(key, namespace, "item", entry.item_id),
                 labels=entry.labels,
@@ -243,7 +243,7 @@ def process_image2d_item(
     """Read, de-identify (DICOM), canonicalise, validate and pad one image.
 
     Args:
-        item: the indexed image; ``item.paths[0]`` is a DICOM, JPEG or PNG file.
+        item: the indexed item: one or more DICOM, JPEG or PNG files (``item.paths``).
         fmt: ``dicom``, ``jpeg`` or ``image``.
         namespace: de-identification namespace (pseudonyms, UID remapping, date offsets).
         key: the de-identification key.
@@ -251,11 +251,12 @@ def process_image2d_item(
         columns: label columns from the index copied into each row.
 
     Returns:
-        One sample per frame: ``image`` uint16/uint8 ``(S, S)`` or uint8 ``(S, S, 3)``, row with
+        One sample per frame of each file (ids ``<item_key>-f<NNN>`` in order): ``image`` uint16/uint8 ``(S, S)`` or uint8 ``(S, S, 3)``, row with
         the labels, ``original_rows``/``original_cols`` (pixels before resizing),
         ``valid_rows``/``valid_cols`` (extent in the canvas), ``pixel_spacing_mm`` (row, column,
         after resizing; ``None`` when unknown), ``spacing_source``, ``max_value``,
-        ``bits_stored``, ``inverted`` (MONOCHROME1), ``frame``/``n_frames``, and for DICOM the
+        ``bits_stored``, ``inverted`` (MONOCHROME1), ``image_index``/``n_images`` (file within the
+        item), ``frame``/``n_frames``, and for DICOM the
         :data:`DICOM_ROW_FIELDS`. Or one quarantine record naming the first problem.
     """
     from transforms.dicom import (
@@ -269,68 +270,74 @@ def process_image2d_item(
         validate,
     )
 
-    path = item.paths[0]
     spec = Image2DSpec(long_side_px=settings["size_px"], apply_voi=settings["apply_voi"])
     keys = derive_subject_keys(key, namespace, item.subject_id)
-    actions: Counter[str] = Counter()
-    header: dict[str, str | None] = {}
-    try:
-        if fmt == "dicom":
-            ds = read_dicom(path)
-            ds, actions = deidentify_dataset(
-                ds,
-                keys,
-                key,
-                namespace,
-                settings["dicom_options"],
-                BurnedInPolicy.from_dict(settings["burned_in"]),
-                in_place=True,
-            )
-            header = _dicom_fields(ds)
-            frames = canonicalise_dicom_frames(ds, spec)
-        else:
-            frames = [canonicalise_raw_image(read_image_file(path), spec)]
-            actions[ACTION_CONTAINER_METADATA] += 1
-    except ItemError as exc:
-        return _quarantine(item, exc.problem, path)
-    except Exception as exc:  # a reader bug must not stop the build: quarantined and logged
-        log.exception("unexpected error reading %s", path)
-        return _quarantine(
-            item, Problem("read_error", f"unexpected {type(exc).__name__} while reading"), path
-        )
-    if not frames:
-        return _quarantine(item, Problem("no_frames", "the image has no frames"), path)
+    burned_in = BurnedInPolicy.from_dict(settings["burned_in"])
     labels = {name: item.labels.get(name) for name in columns}
-    result = ItemResult(deid_actions=actions)
-    for frame in frames:
-        problems = validate(frame, spec)
-        if problems:
-            return _quarantine(item, problems[0], path)
-        pixels, max_value = _to_output(frame.pixels, frame.max_value, settings["colour"], settings["dtype"])
-        spacing = frame.pixel_spacing_mm
-        result.samples.append(
-            Sample(
-                sample_id=f"{item.item_key}-f{frame.frame_index:03d}",
-                subject_id=keys.pseudonym,
-                split=item.split,
-                arrays={"image": _pad_square(pixels, settings["size_px"])},
-                row={
-                    **labels,
-                    "original_rows": int(frame.original_shape[0]),
-                    "original_cols": int(frame.original_shape[1]),
-                    "valid_rows": int(pixels.shape[0]),
-                    "valid_cols": int(pixels.shape[1]),
-                    "pixel_spacing_mm": [float(spacing[0]), float(spacing[1])] if spacing else None,
-                    "spacing_source": frame.spacing_source,
-                    "max_value": int(max_value),
-                    "bits_stored": int(frame.bits_stored),
-                    "inverted": bool(frame.inverted),
-                    "frame": int(frame.frame_index),
-                    "n_frames": len(frames),
-                    **{column: header.get(column) for column in DICOM_ROW_FIELDS.values()},
-                },
+    result = ItemResult()
+    # Every image of the item (one for most sources; every view of a breast for CMMD) must pass,
+    # or the whole item is quarantined: an item is never half-published.
+    for image_index, path in enumerate(item.paths):
+        header: dict[str, str | None] = {}
+        try:
+            if fmt == "dicom":
+                ds, actions = deidentify_dataset(
+                    read_dicom(path),
+                    keys,
+                    key,
+                    namespace,
+                    settings["dicom_options"],
+                    burned_in,
+                    in_place=True,
+                )
+                header = _dicom_fields(ds)
+                frames = canonicalise_dicom_frames(ds, spec)
+            else:
+                frames = [canonicalise_raw_image(read_image_file(path), spec)]
+                actions = Counter({ACTION_CONTAINER_METADATA: 1})
+        except ItemError as exc:
+            return _quarantine(item, exc.problem, path)
+        except Exception as exc:  # a reader bug must not stop the build: quarantined and logged
+            log.exception("unexpected error reading %s", path)
+            return _quarantine(
+                item, Problem("read_error", f"unexpected {type(exc).__name__} while reading"), path
             )
-        )
+        if not frames:
+            return _quarantine(item, Problem("no_frames", "the image has no frames"), path)
+        result.deid_actions.update(actions)
+        for frame in frames:
+            problems = validate(frame, spec)
+            if problems:
+                return _quarantine(item, problems[0], path)
+            pixels, max_value = _to_output(
+                frame.pixels, frame.max_value, settings["colour"], settings["dtype"]
+            )
+            spacing = frame.pixel_spacing_mm
+            result.samples.append(
+                Sample(
+                    sample_id=f"{item.item_key}-f{len(result.samples):03d}",
+                    subject_id=keys.pseudonym,
+                    split=item.split,
+                    arrays={"image": _pad_square(pixels, settings["size_px"])},
+                    row={
+                        **labels,
+                        "original_rows": int(frame.original_shape[0]),
+                        "original_cols": int(frame.original_shape[1]),
+                        "valid_rows": int(pixels.shape[0]),
+                        "valid_cols": int(pixels.shape[1]),
+                        "pixel_spacing_mm": [float(spacing[0]), float(spacing[1])] if spacing else None,
+                        "spacing_source": frame.spacing_source,
+                        "max_value": int(max_value),
+                        "bits_stored": int(frame.bits_stored),
+                        "inverted": bool(frame.inverted),
+                        "image_index": image_index,
+                        "n_images": len(item.paths),
+                        "frame": int(frame.frame_index),
+                        "n_frames": len(frames),
+                        **{column: header.get(column) for column in DICOM_ROW_FIELDS.values()},
+                    },
+                )
+            )
     return result
 
 
@@ -356,6 +363,8 @@ LABEL_COLUMNS: dict[str, tuple[str, ...]] = {
     "coronahack": ("label", "label_name", "virus_category"),
     "mimic_cxr": ("labels", "view_position_csv"),
     "vindr_mammo": ("label", "label_name", "breast_density", "breast_laterality", "breast_view"),
+    "cmmd": ("label", "label_name", "abnormality", "subtype", "age_years"),
+    "cbis_ddsm": ("label", "label_name", "pathology", "abnormality_types", "breast_density"),
 }
 
 

@@ -517,3 +517,149 @@ def test_vindr_mammo_breast_level_birads(tmp_path):
     for value in [*planted, *PHI_STRINGS, "20200607", str(raw)]:
         assert value not in text, f"{value!r} leaked"
     assert dataset.manifest["deid"]["actions"]
+
+
+# --------------------------------------------------------------------------- mammography DICOM helpers
+
+MG_IMAGE = "1.2.840.10008.5.1.4.1.1.1.2"
+
+
+def _write_mg(path: Path, name: str, patient_id: str, side: str, view: str, seed: int) -> list[str]:
+    """A small 14-bit MG image with planted PHI; returns its original UIDs."""
+    ds = _base(name, patient_id, generate_uid(), "20180911", MG_IMAGE)
+    ds.Modality, ds.ImageLaterality, ds.ViewPosition = "MG", side, view
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Rows, ds.Columns = 160, 100
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 14, 13, 0
+    ds.PixelData = np.random.default_rng(seed).integers(0, 2**14, (160, 100)).astype(np.uint16).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return [ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.StudyInstanceUID]
+
+
+# --------------------------------------------------------------------------- CMMD (DICOM + xlsx)
+
+
+def test_cmmd_breast_items_from_the_clinical_xlsx(tmp_path):
+    from openpyxl import Workbook  # writes the real xlsx; the pipeline reads it with the standard library
+
+    raw = tmp_path / "raw"
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["ID1", "LeftRight", "Age", "number", "abnormality", "classification", "subtype"])
+    expected, planted = {}, []
+    for n in range(8):
+        patient = f"D1-{n + 1:04d}"
+        sides = ("L", "R") if n == 0 else (("L",) if n % 2 else ("R",))
+        for side in sides:
+            label = "Malignant" if (n + (side == "R")) % 2 else "Benign"
+            sheet.append(
+                [
+                    patient,
+                    side,
+                    92 if n == 1 else 40 + n,
+                    2,
+                    "mass",
+                    label,
+                    "Luminal A" if label == "Malignant" else None,
+                ]
+            )
+            for view in ("CC", "MLO"):
+                path = raw / patient / f"study-{n}" / f"{side}{view}.dcm"
+                planted += _write_mg(path, f"WANG^LI^{n}", patient, side, view, seed=n * 10 + len(planted))
+            expected[(patient, side)] = label.lower()
+        planted.append(patient)
+    # a breast with images but no spreadsheet row: counted, not guessed
+    _write_mg(raw / "D1-0099" / "s" / "x.dcm", "ZHAO^MIN", "D1-0099", "L", "CC", seed=999)
+    book.save(raw / "CMMD_clinicaldata_revision.xlsx")
+    manifest = _small_manifest("cmmd")
+    result = build_source(manifest, str(raw), str(tmp_path / "out"), key=KEY)
+    dataset = open_dataset(result.dataset_url)
+    assert dataset.manifest["counts"]["items_in"] == len(expected) == 9
+    assert dataset.manifest["provenance"]["index_skipped"]["image_without_label_row"] == 1
+    samples = list(_samples_by_id(dataset).values())
+    assert len(samples) == 2 * len(expected)  # every view of every breast
+    by_item: dict[str, list[dict]] = {}
+    for sample in samples:
+        by_item.setdefault(sample["sample_id"].rsplit("-f", 1)[0], []).append(sample)
+    for (patient, side), label in expected.items():
+        views = by_item[pseudonymise_id(KEY, "cmmd", "item", f"{patient}/{side}")]
+        assert len(views) == 2 and {v["image_index"] for v in views} == {0, 1}
+        assert {v["label_name"] for v in views} == {label} and {v["laterality"] for v in views} == {side}
+        assert {v["view_position"] for v in views} == {"CC", "MLO"}
+        assert len({v["split"] for v in views}) == 1
+    subject_splits: dict[str, set[str]] = {}
+    for sample in samples:
+        subject_splits.setdefault(sample["subject_id"], set()).add(sample["split"])
+    assert all(len(s) == 1 for s in subject_splits.values())  # patient-level split
+    assert max(s["age_years"] for s in samples) == 90
+    text = _output_text(Path(result.dataset_url))
+    for value in [*planted, *PHI_STRINGS, "WANG^LI", "20180911", str(raw)]:
+        assert value not in text, f"{value!r} leaked"
+
+
+# --------------------------------------------------------------------------- CBIS-DDSM (DICOM + case CSVs)
+
+
+def test_cbis_ddsm_full_mammograms_with_worst_assessment(tmp_path):
+    raw = tmp_path / "raw"
+    header = ["patient_id", "breast_density", "left or right breast", "image view", "abnormality id",
+              "abnormality type", "mass shape", "mass margins", "assessment", "pathology", "subtlety",
+              "image file path", "cropped image file path", "ROI mask file path"]  # fmt: skip
+    tables: dict[str, list[list[str]]] = {}
+    expected, planted = {}, []
+    cases = [  # (kind, set, patient, side, view, [(assessment, pathology)...])
+        ("Mass", "Training", "P_00001", "LEFT", "CC", [(4, "MALIGNANT"), (3, "BENIGN")]),
+        ("Mass", "Training", "P_00004", "RIGHT", "MLO", [(2, "BENIGN_WITHOUT_CALLBACK")]),
+        ("Calc", "Training", "P_00005", "LEFT", "MLO", [(0, "BENIGN"), (5, "BENIGN")]),
+        ("Mass", "Training", "P_00009", "RIGHT", "CC", [(3, "BENIGN")]),
+        ("Calc", "Test", "P_00038", "LEFT", "CC", [(4, "MALIGNANT")]),
+        ("Mass", "Test", "P_00016", "LEFT", "MLO", [(5, "MALIGNANT")]),
+    ]
+    for n, (kind, subset, patient, side, view, findings) in enumerate(cases):
+        series = f"{kind}-{subset}_{patient}_{side}_{view}"
+        uids = _write_mg(raw / series / "study" / "1-1.dcm", f"DDSM^CASE^{n}", series, side[0], view, seed=n)
+        roi = f"{series}_1"
+        _write_mg(
+            raw / roi / "study" / "1-1.dcm", f"DDSM^CASE^{n}", roi, side[0], view, seed=100 + n
+        )  # ROI mask
+        name = f"{kind.lower()}_case_description_{'train' if subset == 'Training' else 'test'}_set.csv"
+        for k, (assessment, pathology) in enumerate(findings, start=1):
+            tables.setdefault(name, []).append(
+                [
+                    patient,
+                    "2",
+                    side,
+                    view,
+                    str(k),
+                    "mass" if kind == "Mass" else "calcification",
+                    "",
+                    "",
+                    str(assessment),
+                    pathology,
+                    "3",
+                    f"{series}/{uids[2]}/{uids[1]}/000000.dcm",
+                    f"{roi}/x/y/000000.dcm",
+                    f"{roi}/x/y/000001.dcm",
+                ]
+            )
+        worst = max(findings, key=lambda f: ["BENIGN_WITHOUT_CALLBACK", "BENIGN", "MALIGNANT"].index(f[1]))[1]
+        expected[series] = (max(a for a, _ in findings), worst.lower(), subset == "Test")
+        planted += [series, patient, *uids]
+    for name in ("mass_case_description_train_set.csv", "mass_case_description_test_set.csv",
+                 "calc_case_description_train_set.csv", "calc_case_description_test_set.csv"):  # fmt: skip
+        with (raw / name).open("w", newline="") as fh:
+            csv.writer(fh).writerows([header, *tables.get(name, [])])
+    result = build_source(_small_manifest("cbis_ddsm"), str(raw), str(tmp_path / "out"), key=KEY)
+    dataset = open_dataset(result.dataset_url)
+    assert dataset.manifest["counts"]["items_in"] == len(cases)  # ROI series are not items
+    assert dataset.manifest["provenance"]["index_skipped"]["series_without_label_row"] == len(cases)
+    samples = _samples_by_id(dataset)
+    for series, (birads, pathology, is_test) in expected.items():
+        sample = samples[f"{pseudonymise_id(KEY, 'cbis_ddsm', 'item', series)}-f000"]
+        assert (sample["label"], sample["label_name"]) == (birads, f"birads_{birads}")
+        assert sample["pathology"] == pathology and (sample["split"] == "test") == is_test
+    text = _output_text(Path(result.dataset_url))
+    for value in [*planted, *PHI_STRINGS, "DDSM^CASE", "20180911", str(raw)]:
+        assert value not in text, f"{value!r} leaked"
