@@ -290,9 +290,10 @@ def _write_atomically(fs: AbstractFileSystem, path: str, text: str) -> None:
 
 @contextlib.contextmanager
 def _work_folder(options: BackendOptions) -> Iterator[tuple[AbstractFileSystem, str]]:
-    """The run's work folder: a local temporary one, or ``run-<token>`` under the results URL.
+    """The run's work folder: a local temporary one, or ``run-<time>-<token>`` under the results URL.
 
-    It is deleted after a successful run and kept after a failure (for inspection).
+    A temporary folder is always deleted; a folder under ``beam_results_url`` is deleted after a
+    successful run and kept after a failure (its ``failed/`` records say what went wrong).
     """
     if options.beam_results_url is None:
         if options.beam_runner != LOCAL_RUNNER:

@@ -304,3 +304,62 @@ def test_dask_killed_worker(dask_cluster: distributed.LocalCluster, tmp_path: Pa
     assert Counter(name for event, name, _ in events if event == "write") == Counter(shard_names(plans))
     for plan in plans:
         assert (out / plan.split / f"part-{plan.index:05d}.txt").read_bytes() == render_shard(plan)
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch: pytest.MonkeyPatch):
+    """moto's real S3 server on loopback with a bucket ``climb``; s3fs finds it via AWS_ENDPOINT_URL."""
+    import socket
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    }.items():
+        monkeypatch.setenv(key, value)
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="climb")
+    yield endpoint
+    server.stop()
+
+
+def test_beam_results_travel_through_an_object_store(s3_endpoint: str, tmp_path: Path) -> None:
+    """The remote-runner path: shard results under ``beam_results_url`` on S3, kept only after a failure."""
+    import fsspec
+
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    plans = make_plans({"train": 3})
+    options = BackendOptions(
+        workers=2, beam_running_mode="multi_threading", beam_results_url="s3://climb/beam/results"
+    )
+    run_one = functools.partial(write_test_shard, out_dir=str(tmp_path / "out"), log_dir=str(tmp_path))
+    streamed: list[ShardRecord] = []
+    records = get_backend("beam")(run_one, plans, options=options, on_result=streamed.append)
+    assert [(r.split, r.index) for r in records] == [("train", 0), ("train", 1), ("train", 2)]
+    assert len(streamed) == 3
+    for record in records:
+        (relative,) = record.files.values()
+        assert (
+            record.sha256[relative] == hashlib.sha256((tmp_path / "out" / relative).read_bytes()).hexdigest()
+        )
+    assert fs.find("climb/beam/results") == [], "a successful run leaves nothing behind"
+
+    failing = functools.partial(
+        write_test_shard,
+        out_dir=str(tmp_path / "out2"),
+        log_dir=str(tmp_path),
+        fail_shards=("train/part-00002",),
+    )
+    with pytest.raises(ShardFailedError, match=r"shard train/part-00002 .*planned failure"):
+        get_backend("beam")(failing, make_plans({"train": 3}), options=options)
+    kept = [path for path in fs.find("climb/beam/results") if "/failed/" in path]
+    assert len(kept) == 1 and kept[0].endswith("/failed/train/part-00002.json")
