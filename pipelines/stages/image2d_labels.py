@@ -171,23 +171,23 @@ def read_vindr_cxr(manifest: SourceManifest, raw_dir: Path) -> Entries:
     out = Entries()
     for path in _records(manifest, raw_dir):
         image_id = path.stem
-        rows = votes.get(image_id)
-        if not rows:
+        readers = votes.get(image_id, [])
+        if not readers:
             out.skipped["no_label_row"] += 1
             continue
         counts = [0] * len(classes)
         local: Counter[str] = Counter()
-        for row in rows:
-            for header, value in row.items():
-                if header in ("image_id", "rad_id"):
+        for reader in readers:
+            for column, value in reader.items():
+                if column in ("image_id", "rad_id"):
                     continue
                 positive = value not in ("", "0", "0.0")
-                name = VINDR_CXR_GLOBAL.get(header)
+                name = VINDR_CXR_GLOBAL.get(column)
                 if name is not None:
                     counts[classes.index(name)] += int(positive)
                 elif positive:
-                    local[header] += 1
-        n = len(rows)
+                    local[column] += 1
+        n = len(readers)
         out.entries.append(
             Entry(
                 item_id=image_id,
@@ -347,8 +347,8 @@ def read_coronahack(manifest: SourceManifest, raw_dir: Path) -> Entries:
     out = Entries()
     for row in rows:
         split_dir = row["Dataset_type"].lower()
-        path = by_name.get((split_dir, row["X_ray_image_name"]))
-        if path is None:
+        found = by_name.get((split_dir, row["X_ray_image_name"]))
+        if found is None:
             out.skipped["label_row_without_image"] += 1
             continue
         category = row.get("Label_1_Virus_category", "").lower()
@@ -366,7 +366,7 @@ def read_coronahack(manifest: SourceManifest, raw_dir: Path) -> Entries:
             Entry(
                 item_id,
                 item_id,
-                path,
+                found,
                 TEST if split_dir == "test" else TRAIN,
                 {
                     "label": classes.index(name),

@@ -25,6 +25,7 @@ from pydicom.uid import generate_uid
 from manifests import open_dataset
 from manifests.schema import load_source_manifest
 from pipelines.stages.build import BuildConfig, build_source
+from pipelines.stages.index import split_for_subject
 from tests.conftest import TEST_SECRET
 from tests.transforms.dicom.synthetic import CR_IMAGE, PHI_STRINGS, _base, write_ultrasound
 from transforms.pseudonyms import DeidKey, pseudonymise_id
@@ -263,7 +264,7 @@ def _write_jpeg(path: Path, pixels: np.ndarray, person: str) -> None:
 def chexpert(tmp_path_factory: pytest.TempPathFactory) -> dict:
     raw = tmp_path_factory.mktemp("raw") / "chexpert"
     rng = np.random.default_rng(RNG_SEED + 1)
-    rows = {"train": [], "valid": []}
+    rows: dict[str, list[list[str]]] = {"train": [], "valid": []}
     persons, originals = [], {}
     header = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *CHEXPERT_HEADERS]
     n = 0
@@ -454,13 +455,24 @@ def test_mimic_cxr_official_split_and_study_labels(tmp_path):
     _write_csv_gz(raw / "mimic-cxr-2.0.0-split.csv.gz", split_rows)
     _write_csv_gz(raw / "mimic-cxr-2.0.0-chexpert.csv.gz", label_rows)
     _write_csv_gz(raw / "mimic-cxr-2.0.0-metadata.csv.gz", meta_rows)
-    result = build_source(_small_manifest("mimic_cxr"), str(raw), str(tmp_path / "out"), key=KEY)
-    dataset = open_dataset(result.dataset_url)
+    manifest = _small_manifest("mimic_cxr")
+    official = build_source(
+        manifest, str(raw), str(tmp_path / "out"), BuildConfig(split_policy="official"), key=KEY
+    )
+    dataset = open_dataset(official.dataset_url)
     assert {s: len(dataset.split(s)) for s in dataset.splits} == {"train": 6, "val": 2, "test": 4}
     samples = _samples_by_id(dataset)
     for dicom_id, (split, labels) in expected.items():
         sample = samples[f"{pseudonymise_id(KEY, 'mimic', 'item', dicom_id)}-f000"]
         assert sample["split"] == split and sample["labels"] == labels
+    # the default (shared with MIMIC-IV): one keyed-hash split per patient, the same in both sources
+    result = build_source(manifest, str(raw), str(tmp_path / "out"), key=KEY)
+    hashed = _samples_by_id(open_dataset(result.dataset_url))
+    assert len(hashed) == len(expected)
+    for row in split_rows[1:]:
+        sample = hashed[f"{pseudonymise_id(KEY, 'mimic', 'item', row[0])}-f000"]
+        assert sample["split"] == split_for_subject(row[2], "mimic", manifest.split.fractions)
+        assert sample["subject_id"] == pseudonymise_id(KEY, "mimic", "subject", row[2])
     text = _output_text(Path(result.dataset_url))
     for value in [*planted, "PATIENT^MIMIC", str(raw)]:
         assert value not in text, f"{value!r} leaked"
@@ -542,7 +554,7 @@ def _write_mg(path: Path, name: str, patient_id: str, side: str, view: str, seed
 
 
 def test_cmmd_breast_items_from_the_clinical_xlsx(tmp_path):
-    from openpyxl import Workbook  # writes the real xlsx; the pipeline reads it with the standard library
+    from openpyxl import Workbook  # type: ignore[import-untyped]  # writes the real xlsx; the pipeline reads it with the standard library
 
     raw = tmp_path / "raw"
     book = Workbook()
@@ -663,3 +675,50 @@ def test_cbis_ddsm_full_mammograms_with_worst_assessment(tmp_path):
     text = _output_text(Path(result.dataset_url))
     for value in [*planted, *PHI_STRINGS, "DDSM^CASE", "20180911", str(raw)]:
         assert value not in text, f"{value!r} leaked"
+
+
+# --------------------------------------------------------------------------- burned-in masks, pickling
+
+
+def test_a_mask_rule_masks_burned_in_pixels_instead_of_quarantining(tmp_path):
+    """With a per-source mask rule the ultrasound is published, its top band zeroed."""
+    raw = tmp_path / "raw"
+    us_id = "a" * 32
+    write_ultrasound(raw / "train" / f"{us_id}.dicom")  # 32 x 40 RGB, every pixel 200
+    ann = raw / "annotations"
+    ann.mkdir()
+    with (ann / "image_labels_train.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows([["image_id", "rad_id", *VINDR_GLOBAL], [us_id, "R1", *["0"] * 6]])
+    (ann / "image_labels_test.csv").write_text("image_id," + ",".join(VINDR_GLOBAL) + "\n")
+    rule = {"action": "mask", "rectangles": [[0.0, 0.0, 1.0, 0.25]]}
+    base = load_source_manifest("vindr_cxr")
+    manifest = base.model_copy(
+        update={"canonical": {**base.canonical, "long_side_px": 40, "burned_in": rule}}
+    )
+    result = build_source(manifest, str(raw), str(tmp_path / "out"), key=KEY)
+    dataset = open_dataset(result.dataset_url)
+    assert dataset.manifest["counts"]["quarantined"] == 0
+    assert dataset.manifest["canonical"]["burned_in"] == rule
+    assert dataset.manifest["deid"]["actions"]["C:pixels_masked"] == 1
+    (sample,) = _samples_by_id(dataset).values()
+    image = sample["image"]
+    assert (sample["valid_rows"], sample["valid_cols"]) == (32, 40)
+    assert not image[:8, :40].any()  # the masked band (a quarter of 32 rows)
+    assert (image[8:32, :40] == 200).all()  # grey RGB (200, 200, 200) keeps its value
+
+
+def test_item_function_pickles_and_gives_the_same_result(vindr):
+    import pickle
+
+    from pipelines.stages.index import index_source
+    from pipelines.stages.transform import make_item_fn
+
+    manifest = vindr["manifest"]
+    item = next(it for it in index_source(manifest, vindr["raw"], KEY).items if it.split == "test")
+    fn = make_item_fn(manifest, KEY)
+    again = pickle.loads(pickle.dumps(fn))
+    first, second = fn(item), again(item)
+    assert first.quarantine is None and len(first.samples) == 1
+    assert np.array_equal(first.samples[0].arrays["image"], second.samples[0].arrays["image"])
+    assert first.samples[0].row == second.samples[0].row
+    assert TEST_SECRET not in pickle.dumps(first.samples[0].row).decode("latin-1")
