@@ -722,3 +722,78 @@ def test_item_function_pickles_and_gives_the_same_result(vindr):
     assert np.array_equal(first.samples[0].arrays["image"], second.samples[0].arrays["image"])
     assert first.samples[0].row == second.samples[0].row
     assert TEST_SECRET not in pickle.dumps(first.samples[0].row).decode("latin-1")
+
+
+# --------------------------------------------------------------------------- pydicom's own files, multi-frame
+
+#: pydicom's bundled test files -> the quarantine code expected, or None when they publish.
+REAL_FILES = {
+    "CT_small.dcm": None,
+    "MR_small_RLE.dcm": None,  # RLE Lossless
+    "MR_small_jpeg_ls_lossless.dcm": None,  # JPEG-LS
+    "MR_small_jp2klossless.dcm": None,  # JPEG 2000 lossless
+    "693_J2KI.dcm": None,  # JPEG 2000
+    "JPEG2000.dcm": "burned_in_annotation",  # a secondary-capture SOP class: text presumed
+    "rtstruct.dcm": "no_pixel_data",
+}
+
+
+def test_pydicom_test_files_and_a_multiframe_image_build(tmp_path):
+    import shutil
+
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    raw = tmp_path / "raw"
+    (raw / "train").mkdir(parents=True)
+    image_ids, originals = {}, []
+    for n, name in enumerate(REAL_FILES):
+        path = Path(str(get_testdata_file(name)))
+        image_ids[name] = f"{n:032x}"
+        shutil.copy(path, raw / "train" / f"{image_ids[name]}.dicom")
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        for keyword in (
+            "PatientName",
+            "PatientID",
+            "StudyInstanceUID",
+            "SeriesInstanceUID",
+            "SOPInstanceUID",
+        ):
+            value = str(ds.get(keyword, "") or "")
+            if len(value) >= 4:
+                originals.append(value)
+    # a three-frame CR: one sample per frame, in frame order
+    ds = _base("MULTI^FRAME^PAT", "MF-0001", generate_uid(), "20160102", CR_IMAGE)
+    ds.Modality, ds.SeriesInstanceUID, ds.NumberOfFrames = "CR", generate_uid(), 3
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 64, 80, 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ramp = np.arange(64 * 80, dtype=np.uint16).reshape(64, 80) % 1000
+    ds.PixelData = np.stack([ramp + 1000 * k for k in range(3)]).astype(np.uint16).tobytes()
+    image_ids["multiframe"] = "f" * 32
+    ds.save_as(raw / "train" / f"{image_ids['multiframe']}.dicom", enforce_file_format=True)
+    ann = raw / "annotations"
+    ann.mkdir()
+    with (ann / "image_labels_train.csv").open("w", newline="") as fh:
+        rows = [[image_id, "R1", *["0"] * 5, "1"] for image_id in image_ids.values()]
+        csv.writer(fh).writerows([["image_id", "rad_id", *VINDR_GLOBAL], *rows])
+    (ann / "image_labels_test.csv").write_text("image_id," + ",".join(VINDR_GLOBAL) + "\n")
+    manifest = _small_manifest("vindr_cxr", quarantine_max_fraction=0.5)
+    result = build_source(manifest, str(raw), str(tmp_path / "out"), key=KEY)
+    dataset = open_dataset(result.dataset_url)
+    quarantine = pq.read_table(Path(result.dataset_url) / "quarantine.parquet").to_pylist()
+    codes = {row["item_id"]: row["code"] for row in quarantine}
+    samples = _samples_by_id(dataset)
+    for name, code in REAL_FILES.items():
+        item_key = pseudonymise_id(KEY, "vindr_cxr", "item", image_ids[name])
+        assert codes.get(item_key) == code, name
+        if code is None:
+            sample = samples[f"{item_key}-f000"]
+            assert sample["image"].shape == (SIZE_PX, SIZE_PX) and sample["labels"][-1] == 1
+    item_key = pseudonymise_id(KEY, "vindr_cxr", "item", image_ids["multiframe"])
+    frames = [samples[f"{item_key}-f{k:03d}"] for k in range(3)]
+    assert [f["frame"] for f in frames] == [0, 1, 2] and {f["n_frames"] for f in frames} == {3}
+    means = [float(f["image"][: f["valid_rows"], : f["valid_cols"]].mean()) for f in frames]
+    assert means[0] < means[1] < means[2]
+    text = _output_text(Path(result.dataset_url))
+    for value in [*originals, "MULTI^FRAME^PAT", "MF-0001", *PHI_STRINGS]:
+        assert value not in text, f"{value!r} leaked"
