@@ -18,8 +18,10 @@ The array shape policy: every sample of a source is ``size x size`` (``size`` =
 image is placed at the top-left corner of a zero canvas. ``valid_rows``/``valid_cols`` in the
 row give the image's extent, so a loader can crop or mask the padding. Fixed shapes keep the
 Zarr arrays dense (no ragged offsets) and batches stackable. Grey images are uint16 ``(S, S)``
-(or uint8 when the manifest's ``canonical.dtype`` is uint8 and the source is 8-bit, e.g.
-JPEG releases); colour images uint8 ``(S, S, 3)``.
+(or uint8 when the manifest's ``canonical.dtype`` is uint8, as for the 8-bit JPEG releases;
+a wider input is then scaled to 0..255 and ``max_value`` says 255); colour images uint8
+``(S, S, 3)``. Colour files in a grey source become grey by ITU-R BT.601 luma. Images smaller
+than ``size`` are upscaled (Lanczos), so every sample fills its canvas along its long side.
 """
 
 from __future__ import annotations
