@@ -170,9 +170,29 @@ def test_cpsc2018_also_reads_the_original_release(catalog: dict[str, SourceManif
     assert (original["records"], original["reference"]) == ("**/A*.mat", "REFERENCE.csv")
 
 
-def test_only_the_ecg_sources_are_implemented(catalog: dict[str, SourceManifest]) -> None:
+IMAGE2D_SOURCES = (
+    "vindr_cxr",
+    "chexpert",
+    "covid19_xray",
+    "coronahack",
+    "mimic_cxr",
+    "vindr_mammo",
+    "cmmd",
+    "cbis_ddsm",
+)
+
+
+def test_implemented_sources_are_exactly_those_the_pipeline_can_build(
+    catalog: dict[str, SourceManifest],
+) -> None:
+    from pipelines.stages.index import INDEXERS
+    from pipelines.stages.transform import ITEM_FUNCTIONS
+
     implemented = {k for k, m in catalog.items() if m.status == "implemented"}
-    assert implemented == set(ECG_SOURCES)
+    assert implemented == set(ECG_SOURCES) | set(IMAGE2D_SOURCES)
+    for source_id in implemented:
+        layout = catalog[source_id].layout
+        assert layout is not None and layout.format in INDEXERS and layout.format in ITEM_FUNCTIONS, source_id
 
 
 def test_mimic_sources_share_one_namespace_and_others_do_not_collide(
