@@ -353,6 +353,17 @@ def read_ceiling(url: str, processes: int, storage_options: dict | None = None) 
 def measure(
     name: str, make_iter: Callable[[], Iterator[Any]], sample_bytes: int, max_s: float
 ) -> dict[str, Any]:
+    """One timed run; a reader that fails is reported with its error instead of stopping the benchmark."""
+    try:
+        return _measure(name, make_iter, sample_bytes, max_s)
+    except Exception as exc:
+        print(f"  {name:17s} FAILED: {type(exc).__name__}: {str(exc)[:300]}", flush=True)
+        return {"reader": name, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+
+
+def _measure(
+    name: str, make_iter: Callable[[], Iterator[Any]], sample_bytes: int, max_s: float
+) -> dict[str, Any]:
     samples = 0
     with PeakRss() as rss:
         t0 = time.perf_counter()
@@ -386,12 +397,14 @@ def measure(
 
 def warm_up(readers: list[tuple[str, Callable[[], Iterator[Any]]]]) -> None:
     """Take two batches from each reader, untimed: imports and first-use costs stay out of the runs."""
-    for _, make_iter in readers:
+    for name, make_iter in readers:
         it = make_iter()
         try:
             for k, _batch in enumerate(it):
                 if k >= 1:
                     break
+        except Exception as exc:
+            print(f"  warm-up of {name} failed: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
         finally:
             close = getattr(it, "close", None)
             if close is not None:
@@ -492,7 +505,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rate = {
             r["reader"]: r["samples_s"]
             for r in rows
-            if (r["corpus"], r["storage"], r["cache"]) == (corpus, storage, cache)
+            if (r["corpus"], r["storage"], r["cache"]) == (corpus, storage, cache) and "samples_s" in r
         }
         peer = max(rate.get("mds", 0.0), rate.get("webdataset", 0.0))
         ours = max(rate.get("climb-etl", 0.0), rate.get("climb-etl-threads", 0.0))
@@ -559,7 +572,11 @@ def main() -> None:
         for kind, n in (("ecg", args.s3_ecg), ("image", args.s3_images)):
             base = build(kind, n, work)
             builds[f"{kind}-{n}"] = json.loads((base / "done.json").read_text())
-            rows += run_s3(kind, base, args.workers, args.max_seconds)
+            try:
+                rows += run_s3(kind, base, args.workers, args.max_seconds)
+            except Exception as exc:  # keep the local results
+                print(f"{kind} S3 run failed: {type(exc).__name__}: {exc}", flush=True)
+                rows.append({"corpus": kind, "storage": "s3-moto", "cache": "n/a", "error": repr(exc)[:300]})
     import torch
     import webdataset
     import zarr

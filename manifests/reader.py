@@ -22,6 +22,7 @@ import bisect
 import hashlib
 import io
 import json
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -383,7 +384,8 @@ class Dataset:
     ) -> None:
         self.url = url
         self.manifest = manifest
-        self.fs = fs
+        self._fs = fs
+        self._fs_pid = os.getpid()
         self.root = root
         self.verify = verify
         self.storage_options = dict(storage_options or {})
@@ -408,9 +410,19 @@ class Dataset:
             sorted(self._refs, key=lambda s: SPLITS.index(s) if s in SPLITS else len(SPLITS))
         )
 
+    @property
+    def fs(self) -> Any:
+        """The store's filesystem; re-created in a forked child (async clients such as s3fs are
+        not fork-safe), so DataLoader workers each get their own connection pool."""
+        if self._fs_pid != os.getpid():
+            self._fs, _ = filesystem_for(self.url, {**self.storage_options, "skip_instance_cache": True})
+            self._fs_pid = os.getpid()
+        return self._fs
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_lock", None)
+        state["_fs_pid"] = -1  # re-create the filesystem in the receiving process
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -21,7 +21,9 @@ collective; when fewer samples than ranks remain, some ranks get an *empty* fina
 a duplicated sample). Within a rank, DataLoader worker ``w`` of ``W`` produces the rank's batches
 ``j`` with ``(j - start) % W == w``: PyTorch's DataLoader yields worker outputs round-robin, so the
 rank sees the same batch sequence for any ``W``. When ``W`` divides ``lanes``, each worker reads
-only its own lanes' shards, so every shard is read and decoded once per rank per epoch.
+only its own lanes' shards, so every shard is read and decoded once per rank per epoch; otherwise
+(and for the last, lane-straddling batches) a shard may be read by several workers, but each
+decompresses only the inner chunks holding its own samples, so decoding is never duplicated.
 
 **Resume.** The state is ``(seed, epoch, batches consumed)``; a resumed stream skips the consumed
 global batches by arithmetic (nothing is read) and continues with exactly the batches the
@@ -50,9 +52,11 @@ import pyarrow as pa
 if TYPE_CHECKING:
     from manifests.reader import ShardData, ShardRef, SplitView
 
-#: Default number of lanes (see the module docstring): 2, 4, 8 and 16 workers per rank read
-#: disjoint shards.
-DEFAULT_LANES = 16
+#: Default number of lanes (see the module docstring). A process keeps about ``lanes / workers``
+#: shards decoded at once (the lanes its batches rotate through), so lanes cost memory; 1, 2 and 4
+#: workers per rank read disjoint shards, and with more workers a shard is *read* by several but
+#: each decodes only its own samples' chunks.
+DEFAULT_LANES = 4
 _SHIFT = np.int64(32)
 _MASK = np.int64((1 << 32) - 1)
 

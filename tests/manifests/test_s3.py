@@ -57,6 +57,9 @@ def test_s3_round_trip_random_access_and_verify(s3_options: dict) -> None:
     # streaming from S3: whole-shard GETs, the same order as any other store
     streamed = [sid for b in view.numpy_batches(4, seed=3, lanes=2) for sid in b["sample_id"]]
     assert sorted(streamed) == sorted(s.sample_id for s in samples)
+    # DataLoader workers are forked after the parent used s3fs: each must open its own client
+    by_workers = [sid for b in view.loader(4, num_workers=2, seed=3, lanes=2) for sid in b["sample_id"]]
+    assert by_workers == streamed
     # the same samples written locally give the same bytes
     local = write_shard("memory://climb-s3-compare/ds", "train", 1, samples[5:], source="synthetic")
     assert local.sha256 == records[1].sha256
