@@ -62,22 +62,31 @@ def manifest_created(files: dict[str, bytes]) -> str:
 
 
 def test_local_dask_and_beam_write_identical_bytes(raw_root, tmp_path):
-    options = BackendOptions(workers=2, max_memory="2GiB")
+    from distributed import LocalCluster
+
     outputs: dict[str, dict[str, dict[str, bytes]]] = {}
-    for backend in ("local", "dask", "beam"):
-        mapper = None if backend == "local" else get_backend(backend)
-        for source in SOURCES:
-            result = build_source(
-                source,
-                str(raw_root / source),
-                str(tmp_path / backend),
-                BuildConfig(items_per_shard=2),
-                map_shards=mapper,
-                backend_options=None if backend == "local" else options,
-                key=KEY,
-            )
-            assert result.status == "built" and result.shards >= 3
-            outputs.setdefault(backend, {})[source] = _comparable(_published_files(Path(result.dataset_url)))
+    # One Dask cluster for both sources (a cluster start per build would dominate the test).
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        backends = {
+            "local": (None, None),
+            "dask": (get_backend("dask"), BackendOptions(workers=2, dask_address=cluster.scheduler_address)),
+            "beam": (get_backend("beam"), BackendOptions(workers=2)),
+        }
+        for backend, (mapper, options) in backends.items():
+            for source in SOURCES:
+                result = build_source(
+                    source,
+                    str(raw_root / source),
+                    str(tmp_path / backend),
+                    BuildConfig(items_per_shard=2),
+                    map_shards=mapper,
+                    backend_options=options,
+                    key=KEY,
+                )
+                assert result.status == "built" and result.shards >= 3
+                outputs.setdefault(backend, {})[source] = _comparable(
+                    _published_files(Path(result.dataset_url))
+                )
     for source in SOURCES:
         reference = outputs["local"][source]
         assert any(name.endswith(".parquet") for name in reference) and any(
