@@ -272,4 +272,6 @@ class ShardRecord(BaseModel):
 
     def publish_fields(self) -> ShardRecord:
         """This record without the build-only bookkeeping (what ``manifest.json`` lists)."""
-        return self.model_copy(update={"quarantine": [], "deid_actions": {}, "seconds": 0.0, "skipped": False})
+        return self.model_copy(
+            update={"quarantine": [], "deid_actions": {}, "seconds": 0.0, "skipped": False}
+        )

@@ -11,9 +11,15 @@ from pipelines.console import configure_logging, console
 
 
 def demo_command(
-    out: Path = typer.Option(Path("climb-demo-out"), "--out", help="Where the built corpus, report and Prefect state go."),
-    sources: list[str] = typer.Option([], "--sources", help="Sources to build (repeat); default: every implemented source."),
-    backend: Backend = typer.Option(Backend.dask, "--backend", help="Where shards run: in-process, a Dask LocalCluster, or Beam."),
+    out: Path = typer.Option(
+        Path("climb-demo-out"), "--out", help="Where the built corpus, report and Prefect state go."
+    ),
+    sources: list[str] = typer.Option(
+        [], "--sources", help="Sources to build (repeat); default: every implemented source."
+    ),
+    backend: Backend = typer.Option(
+        Backend.dask, "--backend", help="Where shards run: in-process, a Dask LocalCluster, or Beam."
+    ),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes for dask/beam."),
     records: int = typer.Option(60, "--records", min=2, help="Records per source in the generated releases."),
     log_json: bool = typer.Option(False, "--log-json", help="Log JSON lines."),
@@ -27,7 +33,9 @@ def demo_command(
 
     configure_logging(json_lines=log_json)
     try:
-        result = run_demo(out, sources=sources or None, backend=backend.value, workers=workers, records=records)
+        result = run_demo(
+            out, sources=sources or None, backend=backend.value, workers=workers, records=records
+        )
     except ValueError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
