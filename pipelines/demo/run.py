@@ -1,8 +1,9 @@
 """``climb demo``: the whole system on an embedded default, offline, in a few minutes.
 
-1. Generate (once, cached) a small raw release per implemented source, laid out exactly like
-   the real one: the CinC 2021 re-packaging on PhysioNet for the four ECG sources, written
-   by wfdb + scipy with simulated ECG and identifiers planted in the headers.
+1. Generate (once, cached) a small raw release per demo source, laid out exactly like the
+   real one: the CinC 2021 re-packaging on PhysioNet for the four ECG sources (wfdb + scipy,
+   simulated ECG) and VinDr-CXR 1.0.0 (pydicom CR radiographs and the label CSVs), with
+   identifiers planted in the headers.
 2. Serve it from a loopback PhysioNet mirror that speaks PhysioNet's protocol (Basic auth,
    Range, directory listings, ``SHA256SUMS.txt``), with credentials generated for this run.
 3. Run the real Prefect ``build_corpus`` flow (an ephemeral Prefect server) over every
@@ -30,12 +31,13 @@ from typing import Any
 from rich.table import Table
 
 from pipelines.console import console
-from pipelines.demo.ecg_release import CINC_LAYOUT, write_cinc_release
+from pipelines.demo.ecg_release import write_cinc_release
 
 MIRROR_PROJECT = Path("challenge-2021") / "1.0.3"
-MIRROR_VERSION = "demo-mirror-v2"
+MIRROR_VERSION = "demo-mirror-v3"
 DEFAULT_RECORDS = 60
-DEMO_SOURCES = ("ptbxl", "chapman_shaoxing", "georgia", "cpsc2018")
+DEMO_SOURCES = ("ptbxl", "chapman_shaoxing", "georgia", "cpsc2018", "vindr_cxr")
+VINDR_PROJECT = Path("vindr-cxr") / "1.0.0"
 
 
 def mirror_cache_dir(records: int) -> Path:
@@ -59,8 +61,17 @@ def prepare_mirror(records: int = DEFAULT_RECORDS, sources: Sequence[str] = DEMO
     planted: dict[str, list[dict[str, Any]]] = {}
     project = tmp / MIRROR_PROJECT
     for i, source in enumerate(sources):
-        durations = (6.0, 60.0) if source == "cpsc2018" else (10.0, 10.0)
-        records_written = write_cinc_release(project, source, records, seed=100 + i, durations_s=durations)
+        if source == "vindr_cxr":
+            from pipelines.demo.vindr_release import write_vindr_release
+
+            # Radiographs are large: a third as many images as ECG records.
+            records_written = write_vindr_release(tmp / VINDR_PROJECT, max(5, records // 3), seed=100 + i)
+            write_sha256sums(tmp / VINDR_PROJECT)
+        else:
+            durations = (6.0, 60.0) if source == "cpsc2018" else (10.0, 10.0)
+            records_written = write_cinc_release(
+                project, source, records, seed=100 + i, durations_s=durations
+            )
         planted[source] = [
             {
                 "record": r.record,
@@ -220,7 +231,7 @@ def run_demo(
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     chosen = tuple(sources or DEMO_SOURCES)
-    unknown = [s for s in chosen if s not in CINC_LAYOUT]
+    unknown = [s for s in chosen if s not in DEMO_SOURCES]
     if unknown:
         raise ValueError(f"the demo mirror has no release for {unknown}; choose from {list(DEMO_SOURCES)}")
     os.environ.setdefault("PREFECT_HOME", str(out / ".prefect"))
