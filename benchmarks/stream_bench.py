@@ -468,8 +468,13 @@ def run_s3(kind: str, base: Path, workers: int, max_s: float) -> list[dict[str, 
         ext = "mat" if kind == "ecg" else "jpg"
         keys = sorted(f"{kind}/climb/{p.name}" for p in (base / "climb").glob(f"*.{ext}"))
         climb = ClimbFiles(keys, kind, s3={"endpoint": endpoint, "bucket": "bench"})
-        wds_urls = [
-            f"pipe:curl -s -f {endpoint}/bench/{kind}/wds/{p.name}"
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        wds_urls = [  # presigned GETs streamed by curl, as WebDataset reads private buckets over HTTP
+            "pipe:curl -s -f '"
+            + s3.generate_presigned_url(
+                "get_object", Params={"Bucket": "bench", "Key": f"{kind}/wds/{p.name}"}, ExpiresIn=7200
+            )
+            + "'"
             for p in sorted((base / "wds").glob("*.tar"))
         ]
         url = f"s3://bench/{kind}/ours"
@@ -545,6 +550,12 @@ def main() -> None:
     parser.add_argument("--skip-s3", action="store_true")
     parser.add_argument("--build-only", action="store_true", help="write the corpora and stop")
     parser.add_argument("--skip-cold", action="store_true")
+    parser.add_argument(
+        "--corpora", default="ecg,image", help="comma list; other corpora's rows in --out are kept"
+    )
+    parser.add_argument(
+        "--skip-local", action="store_true", help="S3 runs only; keep the local rows already in --out"
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "stream.json"))
     args = parser.parse_args()
     if args.quick:
@@ -563,13 +574,23 @@ def main() -> None:
         ):
             build(kind, n, work)
         return
-    for kind, n in (("ecg", args.ecg), ("image", args.images)):
+    kinds = [k for k in args.corpora.split(",") if k]
+    if (args.skip_local or set(kinds) != {"ecg", "image"}) and Path(args.out).exists():
+        previous = json.loads(Path(args.out).read_text())  # keep the rows this run does not redo
+        rows = [
+            r
+            for r in previous["rows"]
+            if r["corpus"] not in kinds or (args.skip_local and r.get("storage") == "local")
+        ]
+        builds = previous.get("corpora", {})
+    local_sets = [(k, n) for k, n in (("ecg", args.ecg), ("image", args.images)) if k in kinds]
+    for kind, n in () if args.skip_local else local_sets:
         base = build(kind, n, work)
         builds[f"{kind}-{n}"] = json.loads((base / "done.json").read_text())
         for cache in ("warm",) if args.skip_cold else ("warm", "cold"):
             rows += run_local(kind, base, args.workers, args.max_seconds, cache)
     if not args.skip_s3:
-        for kind, n in (("ecg", args.s3_ecg), ("image", args.s3_images)):
+        for kind, n in [(k, n) for k, n in (("ecg", args.s3_ecg), ("image", args.s3_images)) if k in kinds]:
             base = build(kind, n, work)
             builds[f"{kind}-{n}"] = json.loads((base / "done.json").read_text())
             try:

@@ -140,3 +140,25 @@ def test_fast_shard_decoder_matches_zarr_and_decodes_only_asked_rows(compression
     meta = json.loads(files[f"{prefix}signal/zarr.json"])
     meta["codecs"][0]["configuration"]["index_location"] = "start"
     assert decode_sharded_array(meta, b"") is None  # not this writer's layout: zarr decodes instead
+
+
+def test_memory_mapped_local_chunks_read_and_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import manifests.reader as reader
+
+    monkeypatch.setattr(reader, "MMAP_MIN_BYTES", 1)  # map every chunk file, however small
+    url = str(tmp_path / "ds")
+    samples = make_samples(7)
+    records = write_and_publish(url, {("train", 0): samples[:3], ("train", 1): samples[3:]})
+    view = open_dataset(url, verify=True).split("train")
+    assert [x["sample_id"] for x in view] == [s.sample_id for s in samples]
+    for batch in view.numpy_batches(3, seed=1):
+        for i, sid in enumerate(batch["sample_id"]):
+            np.testing.assert_array_equal(
+                batch["signal"][i], next(s for s in samples if s.sample_id == sid).arrays["signal"]
+            )
+    victim = Path(url) / next(p for p in records[0].sha256 if "/signal/c/" in p)
+    data = bytearray(victim.read_bytes())
+    data[3] ^= 0x10
+    victim.write_bytes(bytes(data))
+    with pytest.raises(ShardIntegrityError, match=r"shard train/00000: file .*signal/c/.* fails its sha256"):
+        list(open_dataset(url, verify=True).split("train"))
