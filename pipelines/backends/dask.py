@@ -24,6 +24,7 @@ interface and closed afterwards; with it, a client connects to the user's schedu
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
@@ -90,6 +91,7 @@ def _connect(options: BackendOptions) -> Iterator[distributed.Client]:
         memory_limit=options.max_memory,
         host="127.0.0.1",
         dashboard_address="127.0.0.1:0",
+        silence_logs=logging.WARNING,  # the scheduler's INFO chatter drowns progress output
     )
     try:
         with distributed.Client(cluster, set_as_default=False) as client:

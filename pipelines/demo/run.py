@@ -126,12 +126,21 @@ def shared_dask_cluster(backend: str, workers: int):
     if backend != "dask":
         yield None
         return
+    import logging
+
     from distributed import LocalCluster
 
     with LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="4GiB"
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        memory_limit="4GiB",
+        silence_logs=logging.WARNING,
     ) as cluster:
         yield cluster.scheduler_address
+        logging.getLogger("distributed").setLevel(logging.WARNING)  # Prefect's setup lowered it
 
 
 @dataclass
