@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
 import fsspec
 import typer
@@ -29,6 +30,38 @@ class Backend(StrEnum):
     local = "local"
     dask = "dask"
     beam = "beam"
+
+
+# Options shared by `climb build` and `climb flow run`: declared once so the two cannot drift.
+OutOption = Annotated[
+    str, typer.Option("--out", help="Output root: a local path or any fsspec URL (s3://, gs://, memory://).")
+]
+BackendOption = Annotated[
+    Backend, typer.Option("--backend", help="Where shards run: in-process, a Dask cluster, or Apache Beam.")
+]
+WorkersOption = Annotated[
+    int | None, typer.Option("--workers", help="Worker processes for dask/beam (default: CPU count).")
+]
+DaskAddressOption = Annotated[
+    str | None, typer.Option("--dask-address", help="Scheduler of an existing Dask cluster, tcp://host:8786.")
+]
+MaxMemoryOption = Annotated[
+    str, typer.Option("--max-memory", help="Memory limit per Dask worker, e.g. 4GiB, or auto.")
+]
+ItemsPerShardOption = Annotated[
+    int, typer.Option("--items-per-shard", min=1, help="Items per shard (one write task each).")
+]
+MaxItemsOption = Annotated[
+    int | None,
+    typer.Option("--max-items-per-split", min=1, help="Smoke run: keep the first N items of each split."),
+]
+SplitPolicyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--split-policy",
+        help="Override the manifest's split policy: subject_hash, climb_published, official.",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -115,21 +148,11 @@ def build_command(
         exists=True,
         file_okay=False,
     ),
-    out: str = typer.Option(
-        "build-out", "--out", help="Output root: a local path or any fsspec URL (s3://, gs://, memory://)."
-    ),
-    backend: Backend = typer.Option(
-        Backend.local, "--backend", help="Where shards run: in-process, a Dask cluster, or Apache Beam."
-    ),
-    workers: int | None = typer.Option(
-        None, "--workers", help="Worker processes for dask/beam (default: CPU count)."
-    ),
-    dask_address: str | None = typer.Option(
-        None, "--dask-address", help="Scheduler of an existing Dask cluster, tcp://host:8786."
-    ),
-    max_memory: str = typer.Option(
-        "auto", "--max-memory", help="Memory limit per Dask worker, e.g. 4GiB, or auto."
-    ),
+    out: OutOption = "build-out",
+    backend: BackendOption = Backend.local,
+    workers: WorkersOption = None,
+    dask_address: DaskAddressOption = None,
+    max_memory: MaxMemoryOption = "auto",
     beam_runner: str = typer.Option(
         "FnApiRunner", "--runner", help="Beam runner: FnApiRunner, DataflowRunner, FlinkRunner, SparkRunner."
     ),
@@ -138,15 +161,9 @@ def build_command(
         "--beam-option",
         help="A Beam pipeline option passed through, e.g. --beam-option=--region=europe-west4 (repeat).",
     ),
-    items_per_shard: int = typer.Option(
-        256, "--items-per-shard", min=1, help="Items per shard (one write task each)."
-    ),
-    max_items_per_split: int | None = typer.Option(
-        None, "--max-items-per-split", min=1, help="Smoke run: keep the first N items of each split."
-    ),
-    split_policy: str | None = typer.Option(
-        None, "--split-policy", help="Override the manifest's split policy: subject_hash or climb_published."
-    ),
+    items_per_shard: ItemsPerShardOption = 256,
+    max_items_per_split: MaxItemsOption = None,
+    split_policy: SplitPolicyOption = None,
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Rebuild even if this exact version is already published."
     ),
@@ -266,7 +283,7 @@ flow_app = typer.Typer(
 @flow_app.command("run")
 def flow_run_command(
     sources: list[str] = typer.Argument(None, help="Source ids; default: every implemented source."),
-    out: str = typer.Option("build-out", "--out", help="Output root: a local path or any fsspec URL."),
+    out: OutOption = "build-out",
     raw_root: Path | None = typer.Option(
         None,
         "--raw-root",
@@ -278,27 +295,13 @@ def flow_run_command(
         "--endpoint",
         help="Host override KIND=URL for the fetchers, e.g. physionet=http://127.0.0.1:8080 (repeat).",
     ),
-    backend: Backend = typer.Option(
-        Backend.local, "--backend", help="Where shards run: in-process, a Dask cluster, or Apache Beam."
-    ),
-    workers: int | None = typer.Option(
-        None, "--workers", help="Worker processes for dask/beam (default: CPU count)."
-    ),
-    dask_address: str | None = typer.Option(
-        None, "--dask-address", help="Scheduler of an existing Dask cluster, tcp://host:8786."
-    ),
-    max_memory: str = typer.Option(
-        "auto", "--max-memory", help="Memory limit per Dask worker, e.g. 4GiB, or auto."
-    ),
-    items_per_shard: int = typer.Option(
-        256, "--items-per-shard", min=1, help="Items per shard (one write task each)."
-    ),
-    max_items_per_split: int | None = typer.Option(
-        None, "--max-items-per-split", min=1, help="Smoke run: keep the first N items of each split."
-    ),
-    split_policy: str | None = typer.Option(
-        None, "--split-policy", help="Override the manifest's split policy."
-    ),
+    backend: BackendOption = Backend.local,
+    workers: WorkersOption = None,
+    dask_address: DaskAddressOption = None,
+    max_memory: MaxMemoryOption = "auto",
+    items_per_shard: ItemsPerShardOption = 256,
+    max_items_per_split: MaxItemsOption = None,
+    split_policy: SplitPolicyOption = None,
 ) -> None:
     """Run the Prefect build_corpus flow (same options as `climb build`), printing one line per source.
 
