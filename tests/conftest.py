@@ -35,3 +35,20 @@ def samples_dir() -> Path:
 def reference_dir() -> Path:
     assert REFERENCE.is_dir(), f"missing {REFERENCE}: tests need ../shared beside the project root"
     return REFERENCE
+
+
+def output_text(*roots: Path) -> str:
+    """Every byte under ``roots`` (files or folders) as latin-1 text, plus every decoded Parquet
+    value: compressed Parquet pages would hide a leaked string from a plain byte search."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    parts: list[str] = []
+    for root in roots:
+        for path in [root] if root.is_file() else sorted(root.rglob("*")):
+            if path.is_file():
+                parts.append(path.read_bytes().decode("latin-1"))
+                if path.suffix == ".parquet":
+                    parts.append(json.dumps(pq.read_table(path).to_pylist(), default=str))
+    return "\n".join(parts)

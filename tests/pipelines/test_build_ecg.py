@@ -24,7 +24,7 @@ from manifests.publish import QuarantineThresholdError
 from manifests.schema import load_source_manifest
 from pipelines.demo.ecg_release import CINC_LAYOUT, write_cinc_release
 from pipelines.stages.build import BuildConfig, build_source
-from tests.conftest import SAMPLES, TEST_SECRET
+from tests.conftest import SAMPLES, TEST_SECRET, output_text
 from transforms.ecg.labels import load_climb_table
 from transforms.pseudonyms import DeidKey, pseudonymise_id
 
@@ -89,17 +89,6 @@ def _raw_names(raw: Path) -> set[str]:
     return names
 
 
-def _output_text(dataset_dir: Path) -> str:
-    """Every byte of the output, plus every decoded Parquet value (compressed pages hide strings)."""
-    parts: list[str] = []
-    for path in sorted(dataset_dir.rglob("*")):
-        if path.is_file():
-            parts.append(path.read_bytes().decode("latin-1"))
-            if path.suffix == ".parquet":
-                parts.append(json.dumps(pq.read_table(path).to_pylist(), default=str))
-    return "\n".join(parts)
-
-
 @pytest.mark.parametrize("source", sorted(REAL))
 def test_counts_and_splits(built, releases, source):
     result, dataset = built[source]
@@ -125,7 +114,7 @@ def test_counts_and_splits(built, releases, source):
 def test_no_identifier_in_output_bytes(built, releases, source):
     result, _ = built[source]
     raw, planted = releases[source]
-    text = _output_text(Path(result.dataset_url))
+    text = output_text(Path(result.dataset_url))
     for name in _raw_names(raw):
         assert name not in text, f"raw record name {name} leaked"
     for record in planted:

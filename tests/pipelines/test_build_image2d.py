@@ -12,7 +12,6 @@ inversion, and no identifying string anywhere in the output bytes.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from manifests import open_dataset
 from manifests.schema import load_source_manifest
 from pipelines.stages.build import BuildConfig, build_source
 from pipelines.stages.index import split_for_subject
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, output_text
 from tests.transforms.dicom.synthetic import CR_IMAGE, PHI_STRINGS, _base, write_ultrasound
 from transforms.pseudonyms import DeidKey, pseudonymise_id
 
@@ -60,17 +59,6 @@ def _small_manifest(source: str, **update):
     manifest = load_source_manifest(source)
     canonical = {**manifest.canonical, "long_side_px": SIZE_PX}
     return manifest.model_copy(update={"canonical": canonical, **update})
-
-
-def _output_text(dataset_dir: Path) -> str:
-    """Every byte of the output, plus every decoded Parquet value (compressed pages hide strings)."""
-    parts: list[str] = []
-    for path in sorted(dataset_dir.rglob("*")):
-        if path.is_file():
-            parts.append(path.read_bytes().decode("latin-1"))
-            if path.suffix == ".parquet":
-                parts.append(json.dumps(pq.read_table(path).to_pylist(), default=str))
-    return "\n".join(parts)
 
 
 def _samples_by_id(dataset) -> dict[str, dict]:
@@ -232,7 +220,7 @@ def test_vindr_quarantine_reasons_are_readable(vindr):
 
 
 def test_vindr_no_identifier_in_output_and_deid_report(vindr):
-    text = _output_text(Path(vindr["result"].dataset_url))
+    text = output_text(Path(vindr["result"].dataset_url))
     planted = vindr["planted"]
     for value in [*planted["names"], *planted["ids"], *planted["uids"], *planted["image_ids"], *PHI_STRINGS]:
         assert value not in text, f"{value!r} leaked"
@@ -319,7 +307,7 @@ def test_chexpert_splits_labels_and_pixels(chexpert):
 
 
 def test_chexpert_no_identifier_in_output(chexpert):
-    text = _output_text(Path(chexpert["result"].dataset_url))
+    text = output_text(Path(chexpert["result"].dataset_url))
     for person in chexpert["persons"]:
         assert person not in text
     for value in ("2017:03:14", "patient00001", "view1_frontal", "patient64541", str(chexpert["raw"])):
@@ -364,7 +352,7 @@ def test_covid19_xray_class_folders(tmp_path):
         sample = samples[f"{pseudonymise_id(KEY, 'covid19_xray', 'item', rel)}-f000"]
         assert sample["label"] == label and sample["split"] == split
         assert np.abs(sample["image"][:96, :].astype(int) - pixels.astype(int)).max() <= 1
-    text = _output_text(Path(result.dataset_url))
+    text = output_text(Path(result.dataset_url))
     for value in ("JONES", "2020-04-01", ".png", str(raw)):
         assert value not in text, f"{value!r} leaked"
 
@@ -413,7 +401,7 @@ def test_coronahack_metadata_csv(tmp_path):
         sample = samples[f"{pseudonymise_id(KEY, 'coronahack', 'item', item_id)}-f000"]
         assert (sample["label_name"], sample["split"], sample["virus_category"]) == (name, split, virus)
         assert sample["label"] == manifest.labels.classes.index(name)
-    text = _output_text(Path(result.dataset_url))
+    text = output_text(Path(result.dataset_url))
     for value in ("KOWALSKI", "person0_", "2017:03:14", str(raw)):
         assert value not in text, f"{value!r} leaked"
 
@@ -473,7 +461,7 @@ def test_mimic_cxr_official_split_and_study_labels(tmp_path):
         sample = hashed[f"{pseudonymise_id(KEY, 'mimic', 'item', row[0])}-f000"]
         assert sample["split"] == split_for_subject(row[2], "mimic", manifest.split.fractions)
         assert sample["subject_id"] == pseudonymise_id(KEY, "mimic", "subject", row[2])
-    text = _output_text(Path(result.dataset_url))
+    text = output_text(Path(result.dataset_url))
     for value in [*planted, "PATIENT^MIMIC", str(raw)]:
         assert value not in text, f"{value!r} leaked"
 
@@ -525,7 +513,7 @@ def test_vindr_mammo_breast_level_birads(tmp_path):
         assert (sample["label"], sample["split"], sample["breast_density"]) == (label, split, "DENSITY C")
         assert (sample["laterality"], sample["view_position"], sample["modality"]) == (side, view, "MG")
         assert sample["image"].dtype == np.uint16 and sample["max_value"] == 2**14 - 1
-    text = _output_text(Path(result.dataset_url))
+    text = output_text(Path(result.dataset_url))
     for value in [*planted, *PHI_STRINGS, "20200607", str(raw)]:
         assert value not in text, f"{value!r} leaked"
     assert dataset.manifest["deid"]["actions"]
@@ -606,7 +594,7 @@ def test_cmmd_breast_items_from_the_clinical_xlsx(tmp_path):
         subject_splits.setdefault(sample["subject_id"], set()).add(sample["split"])
     assert all(len(s) == 1 for s in subject_splits.values())  # patient-level split
     assert max(s["age_years"] for s in samples) == 90
-    text = _output_text(Path(result.dataset_url))
+    text = output_text(Path(result.dataset_url))
     for value in [*planted, *PHI_STRINGS, "WANG^LI", "20180911", str(raw)]:
         assert value not in text, f"{value!r} leaked"
 
@@ -672,7 +660,7 @@ def test_cbis_ddsm_full_mammograms_with_worst_assessment(tmp_path):
         sample = samples[f"{pseudonymise_id(KEY, 'cbis_ddsm', 'item', series)}-f000"]
         assert (sample["label"], sample["label_name"]) == (birads, f"birads_{birads}")
         assert sample["pathology"] == pathology and (sample["split"] == "test") == is_test
-    text = _output_text(Path(result.dataset_url))
+    text = output_text(Path(result.dataset_url))
     for value in [*planted, *PHI_STRINGS, "DDSM^CASE", "20180911", str(raw)]:
         assert value not in text, f"{value!r} leaked"
 
@@ -794,6 +782,6 @@ def test_pydicom_test_files_and_a_multiframe_image_build(tmp_path):
     assert [f["frame"] for f in frames] == [0, 1, 2] and {f["n_frames"] for f in frames} == {3}
     means = [float(f["image"][: f["valid_rows"], : f["valid_cols"]].mean()) for f in frames]
     assert means[0] < means[1] < means[2]
-    text = _output_text(Path(result.dataset_url))
+    text = output_text(Path(result.dataset_url))
     for value in [*originals, "MULTI^FRAME^PAT", "MF-0001", *PHI_STRINGS]:
         assert value not in text, f"{value!r} leaked"

@@ -8,32 +8,27 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from pipelines.demo.run import DEMO_SOURCES, mirror_cache_dir
+from tests.conftest import output_text
 
 RECORDS = 4
 
 
-def _all_output_text(paths: list[Path]) -> str:
-    parts = []
-    files = [q for p in paths for q in ([p] if p.is_file() else sorted(p.rglob("*")))]
-    for path in files:
-        if path.is_file():
-            parts.append(path.read_bytes().decode("latin-1"))
-            if path.suffix == ".parquet":
-                parts.append(json.dumps(pq.read_table(path).to_pylist(), default=str))
-    return "\n".join(parts)
-
-
 def test_climb_demo_end_to_end(tmp_path):
     out = tmp_path / "demo"
-    env = {k: v for k, v in os.environ.items() if k not in ("CLIMB_DEID_SECRET", "PREFECT_HOME", "PREFECT_API_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("CLIMB_DEID_SECRET", "PREFECT_HOME", "PREFECT_API_URL")
+    }
     env["COLUMNS"] = "200"
     climb = Path(sys.executable).with_name("climb")
     proc = subprocess.run(
         [str(climb), "demo", "--out", str(out), "--records", str(RECORDS), "--backend", "local"],
-        env=env, capture_output=True, text=True, timeout=900,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
@@ -59,7 +54,7 @@ def test_climb_demo_end_to_end(tmp_path):
 
     # No identifier planted by the mirror reaches any output byte (datasets and report).
     # (``out/raw`` holds the fetched raw release itself: input, not output.)
-    text = _all_output_text([built, out / "report.html"])
+    text = output_text(built, out / "report.html")
     assert len(text) > 100_000
     for source, records in planted.items():
         if source not in DEMO_SOURCES:
