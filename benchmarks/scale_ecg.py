@@ -45,6 +45,7 @@ import json, os, tempfile, time
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp()
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
 t = time.perf_counter()
 from pipelines.flows.build import build_source
 r = build_source("georgia", {out!r}, raw_dir={raw!r}, config={{"items_per_shard": 512}},
@@ -57,6 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--only", nargs="*", help="run only these configurations (names as printed)")
     args = parser.parse_args()
     raw = release(args.records)
     configs = [
@@ -68,6 +70,8 @@ def main() -> None:
         ("prefect-flow-dask-2", FLOW, "dask", 2),
     ]
     rows = {}
+    if args.only:
+        configs = [c for c in configs if c[0] in args.only]
     for name, template, backend, workers in configs:
         seconds = []
         for _ in range(args.repeats):
@@ -107,8 +111,9 @@ def main() -> None:
         "summary": summary,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(payload, indent=1))
-    print(f"wrote {RESULTS}")
+    target = RESULTS if not args.only else RESULTS.with_name(f"scale_ecg_{'_'.join(args.only)}.json")
+    target.write_text(json.dumps(payload, indent=1))
+    print(f"wrote {target}")
 
 
 if __name__ == "__main__":
