@@ -87,14 +87,17 @@ def main() -> None:
             "records_per_s": args.records / median,
         }
         print(f"{name:<22} {args.records / median:>8.0f} rec/s  ({median:.1f} s)", flush=True)
-    summary = {
-        "dask_efficiency_2w_over_1w": rows["dask-2"]["records_per_s"] / rows["dask-1"]["records_per_s"],
-        "beam_efficiency_2w_over_1w": rows["beam-2"]["records_per_s"] / rows["beam-1"]["records_per_s"],
-        "prefect_overhead_fraction": (
-            rows["prefect-flow-dask-2"]["seconds_median"] - rows["dask-2"]["seconds_median"]
-        )
-        / rows["dask-2"]["seconds_median"],
+    summary = {}
+    ratios = {
+        "dask_efficiency_2w_over_1w": ("dask-2", "dask-1"),
+        "beam_efficiency_2w_over_1w": ("beam-2", "beam-1"),
     }
+    for key, (two, one) in ratios.items():
+        if two in rows and one in rows:
+            summary[key] = rows[two]["records_per_s"] / rows[one]["records_per_s"]
+    if "dask-2" in rows and "prefect-flow-dask-2" in rows:
+        bare = rows["dask-2"]["seconds_median"]
+        summary["prefect_overhead_fraction"] = (rows["prefect-flow-dask-2"]["seconds_median"] - bare) / bare
     print(json.dumps(summary, indent=1))
     payload = {
         "benchmark": "scale_ecg",

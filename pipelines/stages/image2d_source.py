@@ -37,7 +37,7 @@ import numpy as np
 
 from manifests.schema import QuarantineRecord, Sample, SourceManifest
 from pipelines.stages.image2d_labels import LABEL_READERS, LabelFileError
-from pipelines.stages.index import IndexError_, IndexResult, split_for_subject
+from pipelines.stages.index import IndexResult, RawFolderError, split_for_subject
 from pipelines.stages.plan import Item
 from pipelines.stages.transform import ItemFn, ItemResult
 from transforms.problems import ItemError, Problem
@@ -130,11 +130,11 @@ def index_image2d_source(manifest: SourceManifest, raw_dir: Path, key: DeidKey) 
     """Items of a 2D radiology source: one per image, with labels and split.
 
     Raises:
-        IndexError_: no reader for this source, a label file missing or malformed, no image
+        RawFolderError: no reader for this source, a label file missing or malformed, no image
             found, or two images with one id.
     """
     if manifest.layout is None:
-        raise IndexError_(f"source {manifest.id}: the manifest has no layout")
+        raise RawFolderError(f"source {manifest.id}: the manifest has no layout")
     reader = LABEL_READERS.get(manifest.id)
     if reader is None:
         raise NotImplementedError(
@@ -144,9 +144,9 @@ def index_image2d_source(manifest: SourceManifest, raw_dir: Path, key: DeidKey) 
     try:
         found = reader(manifest, Path(raw_dir))
     except LabelFileError as exc:
-        raise IndexError_(f"source {manifest.id}: {exc}") from None
+        raise RawFolderError(f"source {manifest.id}: {exc}") from None
     if not found.entries:
-        raise IndexError_(
+        raise RawFolderError(
             f"source {manifest.id}: no labelled images matching {manifest.layout.records!r} under "
             f"{raw_dir} (left out: {dict(found.skipped)}); run `climb fetch {manifest.id}` or point "
             "--raw-dir at the release folder"
@@ -158,7 +158,7 @@ def index_image2d_source(manifest: SourceManifest, raw_dir: Path, key: DeidKey) 
     seen: dict[str, Path] = {}
     for entry in found.entries:
         if entry.item_id in seen:
-            raise IndexError_(
+            raise RawFolderError(
                 f"source {manifest.id}: image {entry.item_id} appears twice: {seen[entry.item_id]} and {entry.path}"
             )
         seen[entry.item_id] = entry.path
@@ -346,7 +346,7 @@ def process_image2d_item(
 def make_image2d_item_fn(manifest: SourceManifest, key: DeidKey) -> ItemFn:
     """The picklable per-item function of a 2D source (``functools.partial``)."""
     if manifest.layout is None:
-        raise IndexError_(f"source {manifest.id}: the manifest has no layout")
+        raise RawFolderError(f"source {manifest.id}: the manifest has no layout")
     return functools.partial(
         process_image2d_item,
         fmt=manifest.layout.format,

@@ -48,7 +48,7 @@ CPSC2018_CLASS_SNOMED = {
 }
 
 
-class IndexError_(ValueError):
+class RawFolderError(ValueError):
     """The raw folder does not hold what the source manifest describes."""
 
 
@@ -119,7 +119,7 @@ def _load_published_table(manifest: SourceManifest) -> dict[str, dict[str, Any]]
     from transforms.ecg.labels import load_climb_table
 
     if not manifest.split.table:
-        raise IndexError_(f"source {manifest.id}: split policy climb_published needs split.table")
+        raise RawFolderError(f"source {manifest.id}: split policy climb_published needs split.table")
     return load_climb_table(manifest.split.table)
 
 
@@ -131,7 +131,7 @@ def index_ecg_source(manifest: SourceManifest, raw_dir: Path, key: DeidKey) -> I
     PTB-XL's CinC re-packaging drops ``patient_id``, a documented limit of that packaging).
     """
     if manifest.layout is None:
-        raise IndexError_(f"source {manifest.id}: the manifest has no layout")
+        raise RawFolderError(f"source {manifest.id}: the manifest has no layout")
     namespace = manifest.deid.namespace
     headers = _scan(raw_dir, manifest.layout.records)
     entries: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [(p.stem, (str(p),), {}) for p in headers]
@@ -145,7 +145,7 @@ def index_ecg_source(manifest: SourceManifest, raw_dir: Path, key: DeidKey) -> I
                 continue
             entries.append((mat.stem, (str(mat),), {"dx_codes": reference.get(mat.stem, [])}))
     if not entries:
-        raise IndexError_(
+        raise RawFolderError(
             f"source {manifest.id}: no records matching {manifest.layout.records!r} under {raw_dir}; "
             f"run `climb fetch {manifest.id}` or point --raw-dir at the release folder"
         )
@@ -156,7 +156,7 @@ def index_ecg_source(manifest: SourceManifest, raw_dir: Path, key: DeidKey) -> I
     for record, paths, labels in entries:
         if record in seen:
             # Two files claim one record id: a stable key must be unique (TFDS rule).
-            raise IndexError_(
+            raise RawFolderError(
                 f"source {manifest.id}: record {record} appears twice: {seen[record]} and {paths[0]}"
             )
         seen[record] = paths[0]
@@ -205,12 +205,12 @@ def index_source(manifest: SourceManifest, raw_dir: str | os.PathLike[str], key:
     """Index a raw release folder into items with splits.
 
     Raises:
-        IndexError_: the folder is missing, empty for this source, or has duplicate ids.
+        RawFolderError: the folder is missing, empty for this source, or has duplicate ids.
         NotImplementedError: the source's format has no indexer yet.
     """
     root = Path(raw_dir)
     if not root.is_dir():
-        raise IndexError_(f"raw folder {root} does not exist")
+        raise RawFolderError(f"raw folder {root} does not exist")
     if manifest.layout is None or manifest.layout.format not in INDEXERS:
         fmt = manifest.layout.format if manifest.layout else None
         raise NotImplementedError(
