@@ -118,6 +118,7 @@ def run_build(
             backend_options=options.backend_options() if options.backend != "local" else None,
             overwrite=overwrite,
             on_result=lambda _record: progress.advance(),
+            plan=plan,
         )
 
 

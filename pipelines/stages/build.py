@@ -338,6 +338,7 @@ def build_source(
     on_result: Callable[[ShardRecord], None] | None = None,
     key: DeidKey | None = None,
     storage_options: dict[str, Any] | None = None,
+    plan: BuildPlan | None = None,
 ) -> BuildResult:
     """Build one source: the whole path, or nothing when this version is already published.
 
@@ -348,10 +349,14 @@ def build_source(
         config: build options that affect the output.
         map_shards: a backend's ``map_shards`` (default: in-process).
         overwrite: rebuild even if this version is published (done records are ignored too).
+        plan: a plan :func:`plan_build` already made for these arguments (the CLI makes one
+            to size its progress bar); ``None`` plans here. Indexing is the costly part of
+            planning (a listing and a ``stat`` per raw file), so it is not done twice.
     """
     started = time.perf_counter()
     key = key or DeidKey.from_env()
-    plan = plan_build(source, raw_dir, out, config, key=key, storage_options=storage_options)
+    if plan is None:
+        plan = plan_build(source, raw_dir, out, config, key=key, storage_options=storage_options)
     if is_published(plan) and not overwrite:
         return summarise(plan, read_published_manifest(plan), "up_to_date", time.perf_counter() - started)
     if overwrite:
