@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import fnmatch
-import hashlib
 import html
 import logging
 import os
@@ -22,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 from urllib.parse import quote
+
+from pipelines.fetch.download import sha256_file
 
 log = logging.getLogger("climb.fetch.mirror")
 
@@ -324,12 +325,8 @@ class MirrorHandler(BaseHTTPRequestHandler):
             pass
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+#: Hex SHA-256 of a file: the fetchers' own helper, so mirror and client hash alike.
+sha256_of = sha256_file
 
 
 def write_sha256sums(project_dir: str | Path, name: str = "SHA256SUMS.txt") -> Path:
