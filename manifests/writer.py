@@ -97,7 +97,10 @@ SUPPORTED_DTYPES = frozenset(
     )
 )
 
-Compression = Literal["none", "zstd", "lz4", "blosc-lz4", "blosc-zstd"]
+Compression = Literal["none", "zstd", "lz4", "blosc-lz4", "blosc-zstd", "delta-zstd"]
+
+#: Dtypes that :attr:`ShardFormat.image_compression` applies to (pixel data: grey uint16, RGB uint8).
+IMAGE_DTYPES = frozenset({np.dtype("uint8"), np.dtype("uint16")})
 
 
 @dataclass(frozen=True)
@@ -106,16 +109,22 @@ class ShardFormat:
 
     Attributes:
         compression: ``none``; ``zstd`` (zarr's ``zstd`` codec); ``lz4``/``blosc-lz4``/
-            ``blosc-zstd`` (zarr's ``blosc`` codec with byte shuffle).
+            ``blosc-zstd`` (zarr's ``blosc`` codec with byte shuffle); ``delta-zstd`` (numcodecs'
+            ``delta`` filter, then ``zstd``: lossless prediction from the previous value).
         level: compression level (zstd 1–22, blosc 1–9); ignored for ``none``.
         inner_chunk_bytes: target uncompressed size of one inner chunk in bytes. A fixed-shape
             array's inner chunk holds ``max(1, inner_chunk_bytes // sample_bytes)`` whole samples;
             a ragged array's values are chunked by this many bytes.
+        image_compression: the compression for pixel arrays (dtypes in :data:`IMAGE_DTYPES`);
+            ``None``: ``compression`` for every array.
+        image_level: its level.
     """
 
     compression: Compression = "blosc-lz4"
     level: int = 5
     inner_chunk_bytes: int = 256 << 10
+    image_compression: Compression | None = "delta-zstd"
+    image_level: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,31 +133,61 @@ class ShardFormat:
     def from_dict(cls, data: Mapping[str, Any]) -> ShardFormat:
         return cls(**data)
 
+    def _choice(self, dtype: np.dtype) -> tuple[str, int]:
+        if self.image_compression is not None and np.dtype(dtype) in IMAGE_DTYPES:
+            return self.image_compression, self.image_level
+        return self.compression, self.level
+
+    def filters(self, dtype: np.dtype) -> tuple[Any, ...]:
+        """The zarr v3 array→array codecs for this format and dtype (the delta filter, or none)."""
+        if self._choice(dtype)[0] != "delta-zstd":
+            return ()
+        import warnings
+
+        # numcodecs.delta is zarr-python's (and numcodecs') codec, not in the v3 core spec; the
+        # reader decodes it itself, so the warning says nothing new on every shard
+        warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3")
+        from zarr.codecs.numcodecs import Delta
+
+        return (Delta(dtype=np.dtype(dtype).str),)
+
     def compressors(self, dtype: np.dtype) -> tuple[Any, ...]:
         """The zarr v3 bytes→bytes codecs for this format and dtype."""
         from zarr.codecs import BloscCodec, ZstdCodec
 
-        if self.compression == "none":
+        compression, level = self._choice(dtype)
+        if compression == "none":
             return ()
-        if self.compression == "zstd":
-            return (ZstdCodec(level=self.level),)
-        cname = "zstd" if self.compression == "blosc-zstd" else "lz4"
-        return (BloscCodec(cname=cname, clevel=self.level, shuffle="shuffle", typesize=dtype.itemsize),)
+        if compression in ("zstd", "delta-zstd"):
+            return (ZstdCodec(level=level),)
+        cname = "zstd" if compression == "blosc-zstd" else "lz4"
+        return (BloscCodec(cname=cname, clevel=level, shuffle="shuffle", typesize=dtype.itemsize),)
 
 
-#: Default format: blosc-lz4 (level 5, byte shuffle) with ~256 KiB inner chunks, chosen from
-#: ``benchmarks/stream_format_choice.py`` on the 2-core build machine
-#: (``benchmarks/results/format_choice.json``). On ECG-like int16 it stores 1.85× smaller and
-#: decodes at ~0.5 GB/s per core (unloaded), where zstd-1 gives 1.5× at ~0.2 GB/s, zstd-3 1.8× at
-#: ~0.1 GB/s and blosc-zstd-1 1.9× at ~0.2 GB/s: streaming is bound by decode CPU here (every peer
-#: is), so zstd would cap the reader below the peers. On noisy uint8 images nothing lossless gains
-#: much (zstd ≤ 1.3×) and lz4 falls back to a copy. ``none`` decodes fastest but doubles ECG bytes
-#: on disk and over the network. 256 KiB chunks hold one image or two ECG windows: random access
-#: reads one small chunk, while whole-shard decoding is insensitive to the chunk size (a Python
-#: call per chunk is ~µs). Shards themselves are sized by the plan (the benchmarks use 64 MB,
-#: the low end of what the peers use: one GET per shard stays efficient on object stores while
-#: a worker holding a few decoded shards stays under a few hundred MB).
-DEFAULT_FORMAT = ShardFormat(compression="blosc-lz4", level=5, inner_chunk_bytes=256 << 10)
+#: Default format, chosen from ``benchmarks/stream_format_choice.py`` on the 2-core build machine
+#: (``benchmarks/results/format_choice.json``, which records the measurements and the reasons):
+#:
+#: * signals (ECG int16 and other non-pixel arrays): blosc-lz4 (level 5, byte shuffle). On
+#:   ECG-like int16 it stores 1.85× smaller and decodes several times faster than zstd-1 (1.5×),
+#:   zstd-3 (1.8×) or blosc-zstd-1 (1.9×): local streaming is bound by decode CPU (every peer is).
+#: * pixels (uint8 / uint16 images): delta (numcodecs) + zstd-1, about 2× smaller on
+#:   radiograph-like images, where plain zstd or blosc stay at 1.0–1.5× because sensor noise fills
+#:   the low bits; predicting each pixel from the previous one leaves only the noise to code. Images
+#:   are big (256 KB–2 MB each), so bytes matter on object stores; the delta is undone with one
+#:   prefix sum per chunk. JPEG-LS (pyjpegls) compresses slightly more but decodes ~10× slower.
+#:
+#: 256 KiB inner chunks hold one image or two ECG windows: random access reads one small chunk,
+#: while whole-shard decoding is insensitive to the chunk size (a Python call per chunk is ~µs).
+#: Shards themselves are sized by the plan (the benchmarks use 64 MB, the low end of what the
+#: peers use: one GET per shard stays efficient on object stores while a worker holding a few
+#: decoded shards stays under a few hundred MB).
+DEFAULT_FORMAT = ShardFormat(
+    compression="blosc-lz4",
+    level=5,
+    inner_chunk_bytes=256 << 10,
+    image_compression="delta-zstd",
+    image_level=1,
+)
 
 
 class ShardWriteError(ValueError):
@@ -280,6 +319,7 @@ def _encode_arrays(
                     dtype=dtype,
                     chunks=chunk,
                     shards=_shard_shape(full, chunk),
+                    filters=fmt.filters(dtype),
                     compressors=fmt.compressors(dtype),
                     fill_value=_fill(dtype),
                 )
@@ -299,6 +339,7 @@ def _encode_arrays(
                     dtype=dtype,
                     chunks=(per_chunk,),
                     shards=_shard_shape((total,), (per_chunk,)),
+                    filters=fmt.filters(dtype),
                     compressors=fmt.compressors(dtype),
                     fill_value=_fill(dtype),
                 )
