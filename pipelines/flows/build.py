@@ -5,12 +5,14 @@ fetchers), the same functions ``climb build`` calls.
 
 * ``fetch`` retries transient failures (the fetchers already retry HTTP 429/5xx inside; the
   task retry covers a dropped host or a killed worker) and is limited per host.
-* ``plan`` indexes the raw folder and computes the version: a hash of the input fingerprint,
-  the config, the code of the transform/write path, the source manifest and the key.
+* ``plan`` indexes the raw folder once and computes the version: a hash of the input
+  fingerprint, the config, the code of the transform/write path, the source manifest and the
+  key. The plan object goes to ``build`` in memory (``quote``: Prefect neither walks nor
+  persists it), so the release is indexed once per run, as in ``climb build``.
 * ``build`` runs the shards on the chosen backend and publishes. Its Prefect cache key is the
   version plus the output URL, so an unchanged source is skipped by Prefect's cache; the
   storage stays the truth (a published ``manifest.json`` is also found without the cache,
-  and a missing one is rebuilt even if Prefect remembers a result).
+  and a missing one is rebuilt even if Prefect remembers a result: ``refresh_cache``).
 * one ``build-<source>`` markdown artifact per build: counts, quarantine share and reasons,
   de-identification actions, throughput.
 
@@ -34,6 +36,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.context import TaskRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
 from manifests.schema import load_source_manifest
 from pipelines.stages import build as stages
@@ -96,17 +99,14 @@ def fetch_task(
     return dest
 
 
-@task(name="plan", cache_policy=NONE)
-def plan_task(source: str, raw_dir: str, out: str, config: dict[str, Any]) -> dict[str, Any]:
-    """Index and plan: the version, shard count and item count (cheap; never cached)."""
-    plan = stages.plan_build(source, raw_dir, out, stages.BuildConfig(**config), key=resolve_deid_key())
-    return {
-        "version": plan.version,
-        "dataset_url": plan.dataset_url,
-        "shards": len(plan.plans),
-        "items": plan.items_in,
-        "published": stages.is_published(plan),
-    }
+@task(name="plan", cache_policy=NONE, persist_result=False)
+def plan_task(source: str, raw_dir: str, out: str, config: dict[str, Any]) -> stages.BuildPlan:
+    """Index and plan once: the version, the shard plans, the item count (never cached).
+
+    The plan itself goes to the build task (in memory, never persisted: it lists every item),
+    so the raw release is indexed once per flow run, as ``climb build`` does.
+    """
+    return stages.plan_build(source, raw_dir, out, stages.BuildConfig(**config), key=resolve_deid_key())
 
 
 def build_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -116,9 +116,19 @@ def build_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
 
 @task(name="build", cache_key_fn=build_cache_key, persist_result=True)
 def build_task(
-    source: str, raw_dir: str, out: str, config: dict[str, Any], options: dict[str, Any], version: str
+    source: str,
+    raw_dir: str,
+    out: str,
+    config: dict[str, Any],
+    options: dict[str, Any],
+    version: str,
+    plan: stages.BuildPlan | None = None,
 ) -> dict[str, Any]:
-    """Run the shards on the backend and publish (skipped by cache for an unchanged version)."""
+    """Run the shards on the backend and publish (skipped by cache for an unchanged version).
+
+    ``plan`` is the plan task's result (passed wrapped in :func:`prefect.utilities.annotations.quote`
+    so Prefect does not walk its items); ``None`` plans again here (a direct call).
+    """
     from pipelines.cli_build import BuildOptions
 
     opts = BuildOptions(**options)
@@ -131,6 +141,7 @@ def build_task(
         map_shards=opts.map_shards(),
         backend_options=opts.backend_options() if opts.backend != "local" else None,
         key=key,
+        plan=plan,
     )
     if result.version != version:
         raise RuntimeError(
@@ -200,19 +211,14 @@ def build_source(
         raw_root = os.environ.get("CLIMB_RAW_ROOT") or str(Path(out).parent / "raw")
         raw_dir = fetch_task(source, f"{raw_root.rstrip('/')}/{source}", endpoints)
     plan = plan_task(source, raw_dir, out, config)
-    logger.info(
-        "%s: version %s, %d items in %d shards", source, plan["version"], plan["items"], plan["shards"]
-    )
-    state = build_task(source, raw_dir, out, config, options, plan["version"], return_state=True)
+    logger.info("%s: version %s, %d items in %d shards", source, plan.version, plan.items_in, len(plan.plans))
+    # Storage is the truth: a version Prefect remembers but whose manifest is gone is rebuilt.
+    build = build_task if stages.is_published(plan) else build_task.with_options(refresh_cache=True)
+    state = build(source, raw_dir, out, config, options, plan.version, quote(plan), return_state=True)
     summary = dict(state.result())
     summary["cached"] = state.name == "Cached"
     summary["flow_seconds"] = round(time.perf_counter() - started, 3)
-    import json
-
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(f"{plan['dataset_url']}/manifest.json")
-    manifest = json.loads(fs.cat_file(path))
+    manifest = stages.read_published_manifest(plan)
     create_markdown_artifact(
         key=f"build-{source.replace('_', '-')}",
         markdown=build_artifact_markdown(summary, manifest),
