@@ -139,8 +139,11 @@ class ShardFormat:
         return self.compression, self.level
 
     def filters(self, dtype: np.dtype) -> tuple[Any, ...]:
-        """The zarr v3 array→array codecs for this format and dtype (the delta filter, or none)."""
-        if self._choice(dtype)[0] != "delta-zstd":
+        """The zarr v3 array→array codecs for this format and dtype (the delta filter, or none).
+
+        The delta filter applies to integer dtypes only (other dtypes get plain zstd).
+        """
+        if self._choice(dtype)[0] != "delta-zstd" or np.dtype(dtype).kind not in "iu":
             return ()
         import warnings
 
@@ -247,25 +250,37 @@ def _check_samples(split: str, index: int, samples: Sequence[Sample]) -> list[Sa
     return ordered
 
 
-def _array_stats(arrs: Sequence[np.ndarray]) -> dict[str, float | int]:
-    """Mergeable statistics: count, sum, sum of squares, min, max (float64)."""
-    count, total, total_sq = 0, 0.0, 0.0
-    lo, hi = np.inf, -np.inf
-    for a in arrs:
-        if a.size == 0:
-            continue
-        f = a.astype(np.float64, copy=False).ravel()
-        count += f.size
-        total += float(f.sum())
-        total_sq += float(np.einsum("i,i->", f, f))  # not np.dot: BLAS threads thrash on busy cores
-        lo = min(lo, float(f.min()))
-        hi = max(hi, float(f.max()))
+_STATS_BLOCK = 1 << 20  # elements per float64 block: bounded scratch memory for any shard size
+
+
+def _array_stats(values: np.ndarray) -> dict[str, float | int]:
+    """Mergeable statistics of all values of one array of a shard: count, sum, sum of squares, min, max.
+
+    One pass over the stacked (or flattened ragged) values. Integer arrays up to 16 bits are
+    summed exactly in int64 (no float copy of the shard); wider and float arrays go through a
+    float64 block of bounded size.
+    """
+    flat = values.reshape(-1)
+    count = int(flat.size)
+    if not count:
+        return {"count": 0, "sum": 0.0, "sum_sq": 0.0, "min": None, "max": None}
+    if flat.dtype.kind in "biu" and flat.dtype.itemsize <= 2:
+        total = float(np.add.reduce(flat, dtype=np.int64))
+        total_sq = float(np.einsum("i,i->", flat, flat, dtype=np.int64))
+    else:
+        total, total_sq = 0.0, 0.0
+        block = np.empty(min(count, _STATS_BLOCK), dtype=np.float64)
+        for start in range(0, count, _STATS_BLOCK):
+            part = block[: min(_STATS_BLOCK, count - start)]
+            np.copyto(part, flat[start : start + _STATS_BLOCK], casting="unsafe")
+            total += float(part.sum())
+            total_sq += float(np.einsum("i,i->", part, part))  # not np.dot: BLAS threads thrash on busy cores
     return {
         "count": count,
         "sum": total,
         "sum_sq": total_sq,
-        "min": lo if count else None,
-        "max": hi if count else None,
+        "min": float(flat.min()),
+        "max": float(flat.max()),
     }
 
 
@@ -306,7 +321,7 @@ def _encode_arrays(
                     )
             shapes = {a.shape for a in arrs}
             is_ragged = (ragged is not None and name in ragged) or len(shapes) > 1
-            info: dict[str, Any] = {"dtype": dtype.name, "stats": _array_stats(arrs)}
+            info: dict[str, Any] = {"dtype": dtype.name}
             if not is_ragged:
                 sample_shape = arrs[0].shape
                 sample_bytes = max(1, int(np.prod(sample_shape, dtype=np.int64)) * dtype.itemsize)
@@ -323,9 +338,10 @@ def _encode_arrays(
                     compressors=fmt.compressors(dtype),
                     fill_value=_fill(dtype),
                 )
+                stacked = np.stack(arrs) if n else np.zeros(full, dtype=dtype)
                 if n:
-                    arr[...] = np.stack(arrs)
-                info.update(layout="fixed", shape=list(sample_shape))
+                    arr[...] = stacked
+                info.update(stats=_array_stats(stacked), layout="fixed", shape=list(sample_shape))
             else:
                 sub = group.create_group(name)
                 sizes = np.array([a.size for a in arrs], dtype=np.int64)
@@ -364,7 +380,7 @@ def _encode_arrays(
                 )
                 if n and ndim:
                     shp[...] = np.array([a.shape for a in arrs], dtype=np.int64).reshape(n, ndim)
-                info.update(layout="ragged", ndim=ndim)
+                info.update(stats=_array_stats(flat), layout="ragged", ndim=ndim)
             layouts[name] = info
     meta = {
         "format_version": SHARD_FORMAT_VERSION,
