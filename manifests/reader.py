@@ -24,6 +24,7 @@ import io
 import json
 import mmap
 import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -234,13 +235,42 @@ def name_of(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__name__", "")
 
 
+#: Integer dtypes whose wrapping prefix sum torch computes (same bits; unsigned as signed).
+_TORCH_SCAN_VIEW = {
+    np.dtype("uint8"): np.dtype("uint8"),
+    np.dtype("int8"): np.dtype("int8"),
+    np.dtype("int16"): np.dtype("int16"),
+    np.dtype("uint16"): np.dtype("int16"),
+    np.dtype("int32"): np.dtype("int32"),
+    np.dtype("uint32"): np.dtype("int32"),
+    np.dtype("int64"): np.dtype("int64"),
+    np.dtype("uint64"): np.dtype("int64"),
+}
+
+
+def prefix_sum_inplace(values: np.ndarray) -> None:
+    """Undo numcodecs' ``delta`` filter in place: ``values[i] += values[i - 1]``, wrapping.
+
+    NumPy's ``cumsum`` runs at ~0.4 GB/s; when torch is already imported (any training process)
+    its scan is ~3× faster and releases the GIL, so it is used for integer dtypes.
+    """
+    torch = sys.modules.get("torch")
+    view = _TORCH_SCAN_VIEW.get(values.dtype)
+    if torch is not None and view is not None and values.flags.writeable and values.flags.c_contiguous:
+        t = torch.from_numpy(values.view(view))
+        torch.cumsum(t, 0, dtype=t.dtype, out=t)
+        return
+    np.cumsum(values, dtype=values.dtype, out=values)
+
+
 def decode_sharded_array(
     array_meta: Mapping[str, Any], shard_bytes: bytes, rows: np.ndarray | None = None
 ) -> np.ndarray | None:
     """Decode a whole single-shard Zarr v3 array from its shard file bytes, without zarr.
 
     Handles what this writer produces (one shard covering the array, inner chunks split only along
-    axis 0, ``bytes`` + optional ``zstd``/``blosc``, index at the end with ``crc32c``); returns
+    axis 0, optional ``numcodecs.delta``, ``bytes`` + optional ``zstd``/``blosc``, index at the end
+    with ``crc32c``); returns
     ``None`` for anything else, and the caller falls back to zarr. Each inner chunk is
     decompressed straight into its rows of the output (the GIL is released while decompressing,
     so a thread pool decodes shards in parallel).
@@ -277,7 +307,18 @@ def decode_sharded_array(
     n_chunks = -(-shard_shape[0] // chunk[0]) if shape else 1
     row_items = int(np.prod(chunk[1:], dtype=np.int64)) if len(chunk) > 1 else 1
     chunk_nbytes = int(chunk[0]) * row_items * dtype.itemsize if shape else dtype.itemsize
-    decode = _chunk_decoder(conf["codecs"], dtype, chunk_nbytes)
+    codecs = list(conf["codecs"])
+    delta = bool(codecs) and codecs[0].get("name") == "numcodecs.delta"
+    if delta:
+        dconf = codecs[0].get("configuration") or {}
+        if (
+            dtype.kind not in "iu"
+            or np.dtype(dconf.get("dtype", dtype)) != dtype
+            or np.dtype(dconf.get("astype") or dtype) != dtype
+        ):
+            return None
+        codecs = codecs[1:]
+    decode = _chunk_decoder(codecs, dtype, chunk_nbytes)
     if decode is None:
         return None
     index_nbytes = n_chunks * 16 + 4
@@ -313,9 +354,10 @@ def decode_sharded_array(
         start = first * row_items * dtype.itemsize
         if want == chunk_nbytes and name_of(decode) == "decode_blosc":
             decode(encoded, out=flat[start : start + want])  # no intermediate copy
-            continue
-        src = np.frombuffer(decode(encoded), dtype=np.uint8, count=want)
-        flat[start : start + want] = src
+        else:
+            flat[start : start + want] = np.frombuffer(decode(encoded), dtype=np.uint8, count=want)
+        if delta:  # the chunk was delta-coded as one flat sequence; its first `take` rows suffice
+            prefix_sum_inplace(flat[start : start + want].view(dtype))
     return out
 
 

@@ -111,7 +111,7 @@ def test_memory_store_round_trip() -> None:
     assert [x["sample_id"] for x in view] == [s.sample_id for s in samples]
 
 
-@pytest.mark.parametrize("compression", ["none", "zstd", "blosc-lz4", "blosc-zstd"])
+@pytest.mark.parametrize("compression", ["none", "zstd", "blosc-lz4", "blosc-zstd", "delta-zstd"])
 def test_fast_shard_decoder_matches_zarr_and_decodes_only_asked_rows(compression: str) -> None:
     import json
 
@@ -162,3 +162,85 @@ def test_memory_mapped_local_chunks_read_and_verify(tmp_path: Path, monkeypatch:
     victim.write_bytes(bytes(data))
     with pytest.raises(ShardIntegrityError, match=r"shard train/00000: file .*signal/c/.* fails its sha256"):
         list(open_dataset(url, verify=True).split("train"))
+
+
+@pytest.mark.parametrize("with_torch", [False, True])
+def test_pixel_arrays_are_delta_coded_and_decode_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_torch: bool
+) -> None:
+    """uint8 / uint16 arrays get the delta + zstd codec; the fast decoder (NumPy or torch prefix
+    sum) and zarr give back the exact pixels, for whole shards, asked rows and random access."""
+    import json
+    import sys
+
+    from manifests.reader import decode_sharded_array
+    from manifests.schema import Sample
+
+    if with_torch:
+        import torch  # noqa: F401
+    else:
+        monkeypatch.delitem(sys.modules, "torch", raising=False)
+    rng = np.random.default_rng(7)
+    base = np.cumsum(rng.integers(-3, 4, size=(9, 40, 33)), axis=2)  # smooth rows, wrapping deltas
+    samples = [
+        Sample(
+            f"i{i:03d}",
+            f"p{i}",
+            "train",
+            {
+                "grey": (base[i] * 997 + 40000).astype(np.uint16),
+                "rgb": (base[i][..., None] * [1, 3, 7] + 128).astype(np.uint8),
+                "ragged": rng.integers(0, 256, size=int(rng.integers(1, 50)), dtype=np.uint8),
+            },
+            {"label": i % 2},
+        )
+        for i in range(9)
+    ]
+    url = str(tmp_path / "ds")
+    records = write_and_publish(url, {("train", 0): samples}, ragged={"ragged"})
+    root = Path(url) / records[0].files["arrays"]
+    for name in ("grey", "rgb", "ragged/values"):
+        meta = json.loads((root / name / "zarr.json").read_text())
+        inner = [c["name"] for c in meta["codecs"][0]["configuration"]["codecs"]]
+        assert inner == ["numcodecs.delta", "bytes", "zstd"], (name, inner)
+        shard = (root / name / "c" / "/".join("0" for _ in meta["shape"])).read_bytes()
+        fast = decode_sharded_array(meta, shard)
+        assert fast is not None
+        if name != "ragged/values":
+            want = np.stack([s.arrays[name] for s in samples])
+            np.testing.assert_array_equal(fast, want)
+            rows = np.array([2, 8])
+            np.testing.assert_array_equal(decode_sharded_array(meta, shard, rows)[rows], want[rows])
+        else:
+            np.testing.assert_array_equal(fast, np.concatenate([s.arrays["ragged"] for s in samples]))
+    view = open_dataset(url).split("train")
+    for i in (0, 5, 8):  # random access goes through zarr, which decodes numcodecs.delta itself
+        np.testing.assert_array_equal(view[i]["grey"], samples[i].arrays["grey"])
+        np.testing.assert_array_equal(view[i]["ragged"], samples[i].arrays["ragged"])
+    for batch in view.numpy_batches(4, seed=3):
+        for k, sid in enumerate(batch["sample_id"]):
+            s = next(s for s in samples if s.sample_id == sid)
+            np.testing.assert_array_equal(batch["rgb"][k], s.arrays["rgb"])
+            np.testing.assert_array_equal(batch["grey"][k], s.arrays["grey"])
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "int16", "uint16", "int32", "uint32", "int64", "uint64"])
+def test_prefix_sum_wraps_like_numpy_with_and_without_torch(
+    monkeypatch: pytest.MonkeyPatch, dtype: str
+) -> None:
+    import sys
+
+    import torch  # noqa: F401
+
+    from manifests.reader import prefix_sum_inplace
+
+    info = np.iinfo(dtype)
+    deltas = np.random.default_rng(1).integers(info.min, info.max, size=5000, dtype=dtype, endpoint=True)
+    want = np.cumsum(deltas, dtype=dtype)
+    with_torch = deltas.copy()
+    prefix_sum_inplace(with_torch)
+    np.testing.assert_array_equal(with_torch, want)
+    monkeypatch.delitem(sys.modules, "torch")
+    without = deltas.copy()
+    prefix_sum_inplace(without)
+    np.testing.assert_array_equal(without, want)
