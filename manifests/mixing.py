@@ -20,12 +20,12 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from manifests.stream import DEFAULT_LANES, Allocator, BatchStream, EpochPlan, StreamConfig
+from manifests.stream import Allocator, BatchStream, EpochPlan, StreamConfig
 
 if TYPE_CHECKING:
     from manifests.reader import SplitView
@@ -52,8 +52,9 @@ class MixedStream:
         batch_size: per-rank batch size (the same for every source).
         num_batches: global batches per mixture epoch (default: the sum of the sources' own
             batches per epoch, so each source is seen about once when weights follow sizes).
-        seed, epoch, rank, world_size, drop_last, lanes, block_shards, prefetch_shards,
-            decode_threads, start_batch: as in :class:`manifests.stream.StreamConfig`.
+        **options: :class:`manifests.stream.StreamConfig` fields (shuffle, seed, epoch, rank,
+            world_size, drop_last, lanes, block_shards, prefetch_shards, decode_threads,
+            start_batch), as for a single split.
     """
 
     def __init__(
@@ -62,17 +63,7 @@ class MixedStream:
         batch_size: int,
         *,
         num_batches: int | None = None,
-        seed: int = 0,
-        epoch: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        drop_last: bool = False,
-        shuffle: bool = True,
-        lanes: int = DEFAULT_LANES,
-        block_shards: int = 1,
-        prefetch_shards: int = 2,
-        decode_threads: int = 2,
-        start_batch: int = 0,
+        **options: Any,
     ) -> None:
         if not sources:
             raise ValueError("a mixture needs at least one source")
@@ -80,27 +71,11 @@ class MixedStream:
         if not np.all(np.isfinite(weights)) or np.any(weights <= 0):
             raise ValueError(f"mixture weights must be finite and > 0, got {weights.tolist()}")
         self.weights = weights / weights.sum()
-        self.streams = [
-            BatchStream(
-                view,
-                StreamConfig(
-                    batch_size=batch_size,
-                    shuffle=shuffle,
-                    seed=seed,
-                    epoch=epoch,
-                    rank=rank,
-                    world_size=world_size,
-                    drop_last=drop_last,
-                    lanes=lanes,
-                    block_shards=block_shards,
-                    prefetch_shards=prefetch_shards,
-                    decode_threads=decode_threads,
-                ),
-            )
-            for view, _ in sources
-        ]
+        config = StreamConfig(batch_size=batch_size, **options)  # checks every option, once
+        # each source streams from its own start; the mixture's start_batch counts mixture batches
+        self.streams = [BatchStream(view, replace(config, start_batch=0)) for view, _ in sources]
         self.names = [f"{v.dataset.manifest.get('source')}/{v.name}" for v, _ in sources]
-        self.config = MixConfig(seed=seed, epoch=epoch, start_batch=start_batch)
+        self.config = MixConfig(seed=config.seed, epoch=config.epoch, start_batch=config.start_batch)
         self._source_batches = [s.plan(epoch=0, stream=1).num_batches for s in self.streams]
         empty = [self.names[i] for i, n in enumerate(self._source_batches) if n == 0]
         if empty:

@@ -444,38 +444,16 @@ class BatchStream:
                 )
 
 
-def numpy_batches(
-    view: SplitView,
-    batch_size: int,
-    *,
-    shuffle: bool = True,
-    seed: int = 0,
-    epoch: int = 0,
-    rank: int = 0,
-    world_size: int = 1,
-    drop_last: bool = False,
-    start_batch: int = 0,
-    lanes: int = DEFAULT_LANES,
-    block_shards: int = 1,
-    prefetch_shards: int = 2,
-    decode_threads: int = 2,
-) -> Iterator[dict[str, Any]]:
-    """Collated NumPy batches of one rank, without torch (see the module docstring for the order)."""
-    config = StreamConfig(
-        batch_size=batch_size,
-        shuffle=shuffle,
-        seed=seed,
-        epoch=epoch,
-        rank=rank,
-        world_size=world_size,
-        drop_last=drop_last,
-        lanes=lanes,
-        block_shards=block_shards,
-        prefetch_shards=prefetch_shards,
-        decode_threads=decode_threads,
-        start_batch=start_batch,
-    )
-    return BatchStream(view, config).iter_batches()
+def numpy_batches(view: SplitView, batch_size: int, **options: Any) -> Iterator[dict[str, Any]]:
+    """Collated NumPy batches of one rank, without torch (see the module docstring for the order).
+
+    Args:
+        view: the split view to stream.
+        batch_size: per-rank batch size.
+        **options: :class:`StreamConfig` fields (shuffle, seed, epoch, rank, world_size,
+            drop_last, lanes, block_shards, prefetch_shards, decode_threads, start_batch).
+    """
+    return BatchStream(view, StreamConfig(batch_size=batch_size, **options)).iter_batches()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -85,3 +85,35 @@ def test_bad_weights_are_refused(views) -> None:
     with pytest.raises(ValueError, match="no batch"):
         MixedStream([(va, 1.0)], 64, drop_last=True)
     assert np.isclose(MixedStream([(va, 1.0), (vb, 3.0)], 4).weights.sum(), 1.0)
+
+
+def test_mixture_and_single_stream_share_one_definition_of_the_options(views) -> None:
+    import dataclasses
+
+    from manifests.stream import StreamConfig
+
+    va, vb, _, _ = views
+    with pytest.raises(TypeError, match="unexpected keyword argument 'shufle'"):
+        MixedStream([(va, 1.0)], 4, shufle=False)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'shufle'"):
+        va.numpy_batches(4, shufle=False)
+    with pytest.raises(ValueError, match="rank must be an int in"):
+        MixedStream([(va, 1.0)], 4, rank=2, world_size=2)
+    options = {
+        "shuffle": False,
+        "seed": 4,
+        "epoch": 2,
+        "rank": 1,
+        "world_size": 2,
+        "drop_last": True,
+        "lanes": 1,
+        "block_shards": 2,
+        "prefetch_shards": 3,
+        "decode_threads": 1,
+        "start_batch": 1,
+    }
+    assert set(options) == {f.name for f in dataclasses.fields(StreamConfig)} - {"batch_size", "extra"}
+    mix = MixedStream([(va, 1.0), (vb, 1.0)], 2, **options)
+    for stream in mix.streams:  # every option reaches every source; the start is the mixture's
+        assert stream.config == StreamConfig(batch_size=2, **{**options, "start_batch": 0})
+    assert (mix.config.seed, mix.config.epoch, mix.config.start_batch) == (4, 2, 1)
