@@ -79,7 +79,7 @@ def split_for_subject(subject_id: str, namespace: str, fractions: dict[str, floa
     >>> split_for_subject("p1", "ptbxl", {"train": .8, "val": .1, "test": .1}) in SPLITS
     True
     """
-    digest = hmac.new(f"climb-split:{namespace}".encode(), subject_id.encode(), hashlib.sha256).digest()
+    digest = hmac.digest(f"climb-split:{namespace}".encode(), subject_id.encode(), "sha256")
     position = int.from_bytes(digest[:8], "big") / 2**64
     cumulative = 0.0
     ordered = [s for s in SPLITS if s in fractions]
@@ -95,9 +95,9 @@ def _scan(raw_dir: Path, pattern: str) -> list[Path]:
     found = [
         p
         for p in raw_dir.glob(pattern)
-        if p.is_file() and not p.name.startswith(".") and not p.name.endswith((".part", ".tmp"))
+        if not p.name.startswith(".") and not p.name.endswith((".part", ".tmp")) and os.path.isfile(p)
     ]
-    return sorted(found)
+    return sorted(found, key=lambda p: p.parts)  # Path order on POSIX, without Path.__lt__ per comparison
 
 
 def _read_cpsc_reference(raw_dir: Path, name: str) -> dict[str, list[str]]:
@@ -252,20 +252,22 @@ def fingerprint_inputs(paths: Sequence[str], raw_dir: str | os.PathLike[str]) ->
     A verified fetch log (sha256 per file) is the stronger fingerprint and is part of the
     version when present; this stat-based one catches edits, additions and removals.
     """
-    root = Path(raw_dir).resolve()
-    stems_by_dir: dict[Path, set[str]] = {}
+    # Lexical paths (no realpath per file: that is ~10 lstat calls each on a 100k-file release).
+    root = os.path.abspath(raw_dir)
+    stems_by_dir: dict[str, set[str]] = {}
     for path in paths:
-        p = Path(path).resolve()
-        stems_by_dir.setdefault(p.parent, set()).add(p.stem)
+        folder, name = os.path.split(os.path.abspath(path))
+        stems_by_dir.setdefault(folder, set()).add(os.path.splitext(name)[0])
     entries: list[str] = []
     for folder, stems in stems_by_dir.items():
+        prefix = os.path.relpath(folder, root)
+        prefix = "" if prefix == "." else prefix + os.sep
         with os.scandir(folder) as listing:
             for entry in listing:
                 stem = entry.name.split(".", 1)[0]
                 if stem in stems and entry.is_file() and not entry.name.endswith((".part", ".tmp")):
                     stat = entry.stat()
-                    rel = os.path.relpath(os.path.join(folder, entry.name), root)
-                    entries.append(f"{rel}\x00{stat.st_size}\x00{stat.st_mtime_ns}\n")
+                    entries.append(f"{prefix}{entry.name}\x00{stat.st_size}\x00{stat.st_mtime_ns}\n")
     digest = hashlib.sha256()
     for line in sorted(entries):
         digest.update(line.encode())

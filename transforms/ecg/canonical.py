@@ -42,6 +42,7 @@ Examples:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
@@ -305,6 +306,7 @@ class EcgSample:
         return replace(self, **changes)
 
 
+@functools.lru_cache(maxsize=64)
 def _resample_ratio(fs_in_hz: float, fs_out_hz: float) -> tuple[int, int]:
     ratio = (Fraction(str(float(fs_out_hz))) / Fraction(str(float(fs_in_hz)))).limit_denominator(
         MAX_RATIO_DENOMINATOR
@@ -427,7 +429,8 @@ def canonicalise(raw: RawEcg, spec: EcgSpec) -> list[EcgSample]:
                 f"{len(zero_gain & used_names)} lead(s) have a header gain of 0 (WFDB would read 200 adu per "
                 "unit, a silent rescaling); set accept_zero_gain to allow it",
             )
-    if not np.isfinite(used).all():
+    exact = used.dtype.kind in "iu"  # whole µV codes as read (every CinC record): no rounding needed
+    if not exact and not np.isfinite(used).all():
         n_bad = int(np.size(used) - np.count_nonzero(np.isfinite(used)))
         raise ItemError(
             "non_finite", f"{n_bad} samples of the used leads are NaN or infinite (invalid samples or gain)"
@@ -445,7 +448,10 @@ def canonicalise(raw: RawEcg, spec: EcgSpec) -> list[EcgSample]:
         if not present:
             raise ItemError("no_leads", "every standard lead of the record holds one constant value")
     fs_out = spec.sampling_rate_hz
-    resampled = resample_to_rate(used, raw.fs_hz, fs_out)
+    if exact and raw.fs_hz != fs_out:
+        # Resampling works in float: the same float32 values the float path would have read.
+        used, exact = used.astype(np.float32), False
+    resampled = used if exact else resample_to_rate(used, raw.fs_hz, fs_out)
     n_out = resampled.shape[1]
     w = spec.window_samples
 
@@ -469,16 +475,17 @@ def canonicalise(raw: RawEcg, spec: EcgSpec) -> list[EcgSample]:
         out_high, out_low = highs, lows
     else:
         out_high, out_low = resampled.max(axis=1), resampled.min(axis=1)
-    np.rint(resampled, out=resampled)
+    if not exact:
+        np.rint(resampled, out=resampled)
     limit = INT16_LIMIT_UV + 0.5
     over: np.ndarray | None = None
     if (out_high >= limit).any() or (out_low <= -limit).any():
-        over = np.abs(resampled) > INT16_LIMIT_UV
+        over = np.abs(resampled.astype(np.int64, copy=False) if exact else resampled) > INT16_LIMIT_UV
         np.clip(resampled, -INT16_LIMIT_UV, INT16_LIMIT_UV, out=resampled)
     rows_out = [k for k, i in enumerate(index) if i is not None]
     n_total = len(starts) * w
     if n_out == n_total and len(rows_out) == len(spec.leads):
-        padded = resampled.astype(np.int16)
+        padded = resampled.astype(np.int16, copy=False)  # a private array: ``used`` was indexed
     else:
         padded = np.zeros((len(spec.leads), n_total), dtype=np.int16)
         n_copy = min(n_out, n_total)

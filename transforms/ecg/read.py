@@ -42,6 +42,7 @@ Examples:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import os
 import re
@@ -114,8 +115,9 @@ class RawEcg:
     """An ECG record as read: physical values, the file's own lead names, header facts.
 
     Attributes:
-        signal: float32 µV (float64 when values reach 2**22 µV), shape (C, T), channels in
-            file order; NaN where the file marks a sample invalid.
+        signal: µV, shape (C, T), channels in file order: int16 when the file's codes already
+            are whole µV (format 16, gain 1000/mV, baseline 0: every CinC record), else float32
+            (float64 when values reach 2**22 µV) with NaN where the file marks a sample invalid.
         fs_hz: sampling frequency of every channel, Hz.
         lead_names: channel names as written in the file (``"I"``, ``"avr"``, ``"vx"``, ...).
         record_name: the record's name from the header (identifying: removed by de-identification).
@@ -528,7 +530,40 @@ def _physical_uv(
     return out
 
 
+def _exact_uv(digital: np.ndarray, specs: list[WfdbSignalSpec], shown: str) -> np.ndarray | None:
+    """The ADC codes themselves when they already are whole µV, else None.
+
+    True for every CinC 2020/2021 record (format 16, gain 1000/mV, baseline 0): the physical
+    value ``(adc - 0) / 1000 * 1000`` is the code, so the int16 codes are returned as they are
+    (rows contiguous) instead of a float copy that canonicalisation would round straight back.
+    Not when a code is format 16's invalid-sample value (-32768): that sample must read as NaN.
+    """
+    if digital.dtype != np.int16 or any(s.baseline for s in specs):
+        return None
+    if not all(scale == 1.0 for scale in _check_gains(specs, shown)):
+        return None
+    if digital.size and int(digital.min()) == INVALID_SAMPLE["16"]:
+        return None
+    return digital
+
+
+def _scale_key(specs: list[WfdbSignalSpec]) -> tuple[WfdbSignalSpec, ...]:
+    """The specs with only the fields that set the ADC-to-µV mapping (a cache key shared by records)."""
+    return tuple(
+        WfdbSignalSpec(
+            "", s.fmt, 1, 0, None, s.adc_gain, s.baseline, s.units, s.adc_res, s.adc_zero, None, None, ""
+        )
+        for s in specs
+    )
+
+
 def _limits_uv(specs: list[WfdbSignalSpec]) -> tuple[list[tuple[float, float]], list[float]]:
+    limits, steps = _limits_uv_cached(_scale_key(specs))
+    return list(limits), list(steps)
+
+
+@functools.lru_cache(maxsize=256)
+def _limits_uv_cached(specs: tuple[WfdbSignalSpec, ...]) -> tuple[list[tuple[float, float]], list[float]]:
     limits = []
     steps = []
     for s in specs:
@@ -674,18 +709,27 @@ def _read_with_wfdb(header: WfdbHeader, header_path: Path, shown: str) -> tuple[
 
 
 def _check_gains(specs: list[WfdbSignalSpec], shown: str) -> np.ndarray:
-    """Per-channel scale (µV per ADC code), float64 (C,); ``invalid_gain`` when one cannot be finite.
+    """Per-channel scale (µV per ADC code), float64 (C,), read-only; ``invalid_gain`` when one cannot be finite.
 
     A scale is rejected when it is not finite, zero, or could carry the largest code of any
     WFDB format past float64's range. Channels in unknown units are given scale 1 here (the
-    caller drops or rejects them).
+    caller drops or rejects them). Computed once per distinct set of signal lines.
     """
+    scale = _scales(_scale_key(specs))
+    if scale is None:
+        raise ItemError("invalid_gain", "a signal's gain makes physical values non-finite", path=shown)
+    return scale
+
+
+@functools.lru_cache(maxsize=256)
+def _scales(specs: tuple[WfdbSignalSpec, ...]) -> np.ndarray | None:
     baseline = np.array([s.baseline for s in specs], dtype=np.float64)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         scale = np.array([(_unit_factor(s.units) or 1.0) / s.adc_gain for s in specs], dtype=np.float64)
         reach = np.abs(scale) * (2.0**32 + np.abs(baseline))
     if not np.isfinite(reach).all() or (scale == 0).any() or (reach > 1e300).any():
-        raise ItemError("invalid_gain", "a signal's gain makes physical values non-finite", path=shown)
+        return None
+    scale.flags.writeable = False  # shared by every record with the same signal lines
     return scale
 
 
@@ -714,7 +758,8 @@ def read_wfdb_record(header_path: str | os.PathLike[str]) -> RawEcg:
         header_path: the ``.hea`` file (the suffix may be left off).
 
     Returns:
-        A :class:`RawEcg`: ``signal`` float32 µV (C, T) (float64 beyond 2**22 µV) in file
+        A :class:`RawEcg`: ``signal`` µV (C, T) (int16 when the codes are whole µV, else
+        float32, float64 beyond 2**22 µV) in file
         order, NaN at samples the file marks invalid; demographics and Dx codes parsed from
         CinC-style comments.
         Channels that are not standard leads and whose units are not volts (a respiration
@@ -748,7 +793,9 @@ def read_wfdb_record(header_path: str | os.PathLike[str]) -> RawEcg:
             digital = digital[keep]
             specs = [specs[i] for i in keep]
         checksum_mismatch = _checksum_mismatches(digital, specs)
-        signal = _physical_uv(digital, specs, [INVALID_SAMPLE.get(s.fmt) for s in specs], shown)
+        signal = _exact_uv(digital, specs, shown)
+        if signal is None:
+            signal = _physical_uv(digital, specs, [INVALID_SAMPLE.get(s.fmt) for s in specs], shown)
         limits, steps = _limits_uv(specs)
     else:
         reader = "wfdb"
