@@ -196,6 +196,31 @@ _RX_SIGNAL = re.compile(
     re.VERBOSE,
 )
 
+# The common signal line, every field present (CinC, PTB-XL, most PhysioNet records), checked token
+# by token with the same sub-patterns as _RX_SIGNAL; anything else falls back to _RX_SIGNAL.
+_RX_FILE_TOKEN = re.compile(r"~?[-\w]*\.?[\w]*")
+_RX_FORMAT_TOKEN = re.compile(r"(\d+)(?:x(\d+))?(?::(\d+))?(?:\+(\d+))?")
+_RX_GAIN_TOKEN = re.compile(r"(-?\d*\.?\d*(?:[eE][+-]?\d+)?)(?:\((-?\d+)\))?(?:/([^\s]*))?")
+_RX_INT_TOKENS = re.compile(r"\d+ -?\d+ -?\d+ -?\d+ \d+")
+_SEPARATORS = re.compile(r"[ \t]+")
+_NOT_IN_NAME = frozenset("\t\n\r\f\v")
+
+
+def _signal_fields_fast(line: str) -> tuple[str | None, ...] | None:
+    """``_RX_SIGNAL.match(line).groups()`` for a line with all nine fields, else None."""
+    tokens = _SEPARATORS.split(line, 8)
+    if len(tokens) != 9 or not tokens[8] or _NOT_IN_NAME.intersection(tokens[8]):
+        return None
+    file_name, fmt_token, gain_token, *ints, name = tokens
+    if _RX_FILE_TOKEN.fullmatch(file_name) is None or _RX_INT_TOKENS.fullmatch(" ".join(ints)) is None:
+        return None
+    fmt = _RX_FORMAT_TOKEN.fullmatch(fmt_token)
+    gain = _RX_GAIN_TOKEN.fullmatch(gain_token)
+    if fmt is None or gain is None:
+        return None
+    return (file_name, *fmt.groups(), *gain.groups(), *ints, name)
+
+
 _RX_AGE = re.compile(r"^\s*age\s*:\s*(\S+)", re.IGNORECASE)
 _RX_SEX = re.compile(r"^\s*sex\s*:\s*(\S+)", re.IGNORECASE)
 _RX_DX = re.compile(r"^\s*dx\s*:\s*(.*)$", re.IGNORECASE)
@@ -320,11 +345,14 @@ def parse_wfdb_header(text: str, path: str | os.PathLike[str] | None = None) -> 
     signals = []
     zero_gain: list[int] = []
     for i, line in enumerate(signal_lines):
-        m = _RX_SIGNAL.match(line)
-        if m is None:
-            raise _header_error(f"signal line {i + 1} of the header is not WFDB syntax", path)
+        fields = _signal_fields_fast(line)
+        if fields is None:
+            m = _RX_SIGNAL.match(line)
+            if m is None:
+                raise _header_error(f"signal line {i + 1} of the header is not WFDB syntax", path)
+            fields = m.groups()
         (file_name, fmt, spf, skew, offset, gain_s, base_s, units, res, zero, init, checksum, _, name) = (
-            m.groups()
+            fields
         )
         try:
             gain = float(gain_s) if gain_s else DEFAULT_GAIN

@@ -351,3 +351,50 @@ def test_multi_segment_record_reads_like_wfdb(tmp_path: Path) -> None:
     expected, _ = reference_uv(tmp_path / "multi.hea")
     assert raw.signal.shape == (2, 6000) and raw.lead_names == ["I", "II"]
     np.testing.assert_allclose(raw.signal, expected, atol=1e-3)
+
+
+# --- the signal-line fast path agrees with the full WFDB grammar --------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from transforms.ecg.read import _RX_SIGNAL, _signal_fields_fast  # noqa: E402
+
+_num = st.from_regex(r"-?[0-9]{0,4}(\.[0-9]{0,3})?([eE][+-]?[0-9]{1,2})?", fullmatch=True)
+_int = st.from_regex(r"-?[0-9]{1,6}", fullmatch=True)
+_token = st.one_of(_int, _num, st.text(alphabet="0123456789-+.x:()/eEmVuµ~_abcHR\t ", max_size=8))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    file_name=st.from_regex(r"~?[-A-Za-z0-9_]{0,6}(\.[a-z]{0,3})?", fullmatch=True),
+    fmt=st.from_regex(r"[0-9]{1,3}(x[0-9])?(:[0-9])?(\+[0-9]{1,3})?", fullmatch=True) | _token,
+    gain=st.from_regex(r"-?[0-9]{0,4}(\.[0-9]{0,2})?(\(-?[0-9]{1,3}\))?(/[a-zA-Zµ]{0,3})?", fullmatch=True)
+    | _token,
+    ints=st.lists(st.one_of(_int, _token), min_size=5, max_size=5),
+    name=st.text(alphabet="IVXaLRF12 \t-", min_size=0, max_size=6),
+    sep=st.sampled_from([" ", "\t", "  ", " \t"]),
+)
+def test_signal_line_fast_path_equals_the_grammar(file_name, fmt, gain, ints, name, sep):
+    """Whenever the tokenising fast path answers, it answers exactly what _RX_SIGNAL matches."""
+    line = sep.join([file_name, fmt, gain, *ints, name]).strip()
+    fast = _signal_fields_fast(line)
+    if fast is not None:
+        full = _RX_SIGNAL.match(line)
+        assert full is not None, line
+        assert fast == full.groups(), line
+
+
+def test_signal_line_fast_path_takes_the_real_headers():
+    """Every signal line of the real sample headers goes through the fast path, with the grammar's fields."""
+    lines = [
+        line.strip()
+        for hea in sorted(ECG.glob("**/*.hea"))
+        for line in hea.read_text(errors="replace").splitlines()[1:]
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    assert len(lines) > 100
+    for line in lines:
+        fast = _signal_fields_fast(line)
+        assert fast is not None, line
+        assert fast == _RX_SIGNAL.match(line).groups(), line
