@@ -323,12 +323,14 @@ def _ceiling_worker(args: tuple[list[str], dict | None]) -> int:
     from manifests.reader import decode_sharded_array
 
     paths, storage_options = args
+    if not paths:
+        return 0
+    # a fresh filesystem: an async client inherited through fork would not work here
+    fs, _ = fsspec.core.url_to_fs(paths[0], **(storage_options or {}), skip_instance_cache=True)
     total = 0
     for meta_path, shard_path in zip(paths[0::2], paths[1::2], strict=True):
-        with fsspec.open(meta_path, "rb", **(storage_options or {})) as fh:
-            meta = json.loads(fh.read())
-        with fsspec.open(shard_path, "rb", **(storage_options or {})) as fh:
-            data = fh.read()
+        meta = json.loads(fs.cat_file(meta_path))
+        data = fs.cat_file(shard_path)  # the whole file, one GET (as the reader does)
         total += decode_sharded_array(meta, data).shape[0]
     return total
 

@@ -263,27 +263,38 @@ def prefix_sum_inplace(values: np.ndarray) -> None:
     np.cumsum(values, dtype=values.dtype, out=values)
 
 
-def decode_sharded_array(
-    array_meta: Mapping[str, Any], shard_bytes: bytes, rows: np.ndarray | None = None
-) -> np.ndarray | None:
-    """Decode a whole single-shard Zarr v3 array from its shard file bytes, without zarr.
+@dataclass(frozen=True)
+class _ShardLayout:
+    """A single-shard array as this writer lays it out (see :func:`decode_sharded_array`)."""
 
-    Handles what this writer produces (one shard covering the array, inner chunks split only along
-    axis 0, optional ``numcodecs.delta``, ``bytes`` + optional ``zstd``/``blosc``, index at the end
-    with ``crc32c``); returns
-    ``None`` for anything else, and the caller falls back to zarr. Each inner chunk is
-    decompressed straight into its rows of the output (the GIL is released while decompressing,
-    so a thread pool decodes shards in parallel).
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    chunk_rows: int
+    row_items: int
+    chunk_nbytes: int
+    decode: Callable[..., Any]
+    delta: bool
+    index: np.ndarray  # uint64 (n_chunks * 2,): offset, nbytes per inner chunk
+    data: Any
 
-    Args:
-        array_meta: the array's ``zarr.json`` (parsed).
-        shard_bytes: the whole shard file.
-        rows: sorted positions along axis 0 that the caller needs (``None``: all). Inner chunks
-            holding none of them are not decompressed, and their rows are left uninitialised.
+    def chunk_bytes(self, k: int) -> memoryview | None:
+        """Inner chunk ``k``'s encoded bytes, or ``None`` when it was never written (fill value)."""
+        offset, nbytes = self.index[2 * k], self.index[2 * k + 1]
+        if offset == _MISSING_CHUNK:
+            return None
+        return memoryview(self.data)[int(offset) : int(offset + nbytes)]
 
-    Returns:
-        The array, shape ``array_meta["shape"]``, dtype ``array_meta["data_type"]``.
-    """
+    def decode_into(self, encoded: memoryview, dest: np.ndarray) -> None:
+        """Decode one inner chunk into ``dest`` (uint8, the chunk's first ``len(dest)`` bytes)."""
+        if len(dest) == self.chunk_nbytes and name_of(self.decode) == "decode_blosc":
+            self.decode(encoded, out=dest)  # no intermediate copy
+        else:
+            dest[:] = np.frombuffer(self.decode(encoded), dtype=np.uint8, count=len(dest))
+        if self.delta:  # the chunk was delta-coded as one flat sequence; a prefix of it suffices
+            prefix_sum_inplace(dest.view(self.dtype))
+
+
+def _shard_layout(array_meta: Mapping[str, Any], shard_bytes: Any) -> _ShardLayout | None:
     try:
         shape = tuple(array_meta["shape"])
         dtype = np.dtype(array_meta["data_type"])
@@ -329,35 +340,113 @@ def decode_sharded_array(
     index = np.frombuffer(
         shard_bytes, dtype="<u8", count=n_chunks * 2, offset=len(shard_bytes) - index_nbytes
     )
+    return _ShardLayout(
+        shape,
+        dtype,
+        int(chunk[0]) if shape else 1,
+        row_items,
+        chunk_nbytes,
+        decode,
+        delta,
+        index,
+        shard_bytes,
+    )
+
+
+def decode_sharded_array(
+    array_meta: Mapping[str, Any], shard_bytes: bytes, rows: np.ndarray | None = None
+) -> np.ndarray | None:
+    """Decode a whole single-shard Zarr v3 array from its shard file bytes, without zarr.
+
+    Handles what this writer produces (one shard covering the array, inner chunks split only along
+    axis 0, optional ``numcodecs.delta``, ``bytes`` + optional ``zstd``/``blosc``, index at the end
+    with ``crc32c``); returns ``None`` for anything else, and the caller falls back to zarr. Each
+    inner chunk is decompressed straight into its rows of the output (the GIL is released while
+    decompressing, so a thread pool decodes shards in parallel).
+
+    Args:
+        array_meta: the array's ``zarr.json`` (parsed).
+        shard_bytes: the whole shard file.
+        rows: sorted positions along axis 0 that the caller needs (``None``: all). Inner chunks
+            holding none of them are not decompressed, and their rows are left uninitialised.
+
+    Returns:
+        The array, shape ``array_meta["shape"]``, dtype ``array_meta["data_type"]``.
+    """
+    lay = _shard_layout(array_meta, shard_bytes)
+    if lay is None:
+        return None
+    shape, dtype = lay.shape, lay.dtype
     out = np.zeros(shape, dtype=dtype) if rows is None else np.empty(shape, dtype=dtype)
     flat = out.reshape(-1).view(np.uint8) if out.size else out.view(np.uint8)
+    n_chunks = len(lay.index) // 2
     wanted = None
     if rows is not None and shape:
         wanted = np.zeros(n_chunks, dtype=bool)
-        wanted[np.asarray(rows, dtype=np.int64) // chunk[0]] = True
+        wanted[np.asarray(rows, dtype=np.int64) // lay.chunk_rows] = True
     n_rows = shape[0] if shape else 1
+    row_bytes = lay.row_items * dtype.itemsize
     for k in range(n_chunks):
         if wanted is not None and not wanted[k]:
             continue
-        offset, nbytes = index[2 * k], index[2 * k + 1]
-        if offset == _MISSING_CHUNK:
+        first = k * lay.chunk_rows if shape else 0
+        take = min(lay.chunk_rows, n_rows - first) if shape else 1
+        encoded = lay.chunk_bytes(k)
+        if encoded is None:
             if wanted is not None:
-                first = k * chunk[0]
-                out[first : first + chunk[0]] = 0
+                out[first : first + take] = 0
             continue
-        encoded = memoryview(shard_bytes)[int(offset) : int(offset + nbytes)]
-        first = k * chunk[0] if shape else 0
-        take = min(chunk[0], n_rows - first) if shape else 1
         if take <= 0:
             continue
-        want = take * row_items * dtype.itemsize
-        start = first * row_items * dtype.itemsize
-        if want == chunk_nbytes and name_of(decode) == "decode_blosc":
-            decode(encoded, out=flat[start : start + want])  # no intermediate copy
+        lay.decode_into(encoded, flat[first * row_bytes : (first + take) * row_bytes])
+    return out
+
+
+def decode_sharded_rows(
+    array_meta: Mapping[str, Any], shard_bytes: Any, order: np.ndarray
+) -> np.ndarray | None:
+    """Decode the samples ``order`` (positions along axis 0, any order) of a single-shard array.
+
+    Returns ``out`` of shape ``(len(order), *sample_shape)`` with ``out[k]`` = sample ``order[k]``,
+    or ``None`` for a layout :func:`decode_sharded_array` does not handle. Each inner chunk holding
+    asked samples is decompressed once into a small scratch buffer (it stays in the CPU cache) and
+    its rows are copied to their places: the streaming loader decodes a shard straight into the
+    order in which its batches consume it, so a batch is then a slice, not a gather.
+    """
+    lay = _shard_layout(array_meta, shard_bytes)
+    if lay is None or not lay.shape:
+        return None
+    order = np.asarray(order, dtype=np.int64)
+    out = np.empty((len(order), *lay.shape[1:]), dtype=lay.dtype)
+    if not len(order):
+        return out
+    n_rows = lay.shape[0]
+    if order.min() < 0 or order.max() >= n_rows:
+        raise IndexError(f"sample positions out of range for a shard of {n_rows} samples")
+    chunk_of = order // lay.chunk_rows
+    by_chunk = np.argsort(chunk_of, kind="stable")
+    sorted_chunks = chunk_of[by_chunk]
+    cuts = np.flatnonzero(np.diff(sorted_chunks)) + 1
+    starts = np.concatenate([[0], cuts]).tolist()
+    ends = [*cuts.tolist(), len(order)]
+    scratch = np.empty(lay.chunk_nbytes, dtype=np.uint8)
+    rows_view = scratch.view(lay.dtype).reshape(lay.chunk_rows, *lay.shape[1:])
+    row_bytes = lay.row_items * lay.dtype.itemsize
+    for a, b in zip(starts, ends, strict=True):
+        k = int(sorted_chunks[a])
+        first = k * lay.chunk_rows
+        take = min(lay.chunk_rows, n_rows - first)
+        dest = by_chunk[a:b]
+        local = order[dest] - first
+        encoded = lay.chunk_bytes(k)
+        if encoded is None:
+            out[dest] = 0
+            continue
+        lay.decode_into(encoded, scratch[: take * row_bytes])
+        if b - a == 1:
+            out[int(dest[0])] = rows_view[int(local[0])]
         else:
-            flat[start : start + want] = np.frombuffer(decode(encoded), dtype=np.uint8, count=want)
-        if delta:  # the chunk was delta-coded as one flat sequence; its first `take` rows suffice
-            prefix_sum_inplace(flat[start : start + want].view(dtype))
+            out[dest] = rows_view[local]
     return out
 
 
@@ -385,6 +474,18 @@ def _decode_array(
     return zarr.open_array(store=store, path=path, mode="r", zarr_format=3)[...]
 
 
+def _decode_array_ordered(
+    files: Mapping[str, bytes], prefix: str, path: str, order: np.ndarray
+) -> np.ndarray:
+    meta = json.loads(files[f"{prefix}{path}/zarr.json"])
+    shard_key = f"{prefix}{path}/c/" + "/".join("0" for _ in meta["shape"])
+    if meta["shape"] and shard_key in files:
+        fast = decode_sharded_rows(meta, files[shard_key], order)
+        if fast is not None:
+            return fast
+    return _decode_array(files, prefix, path)[np.asarray(order, dtype=np.int64)]
+
+
 def decode_shard(
     ref: ShardRef,
     files: Mapping[str, bytes],
@@ -392,6 +493,7 @@ def decode_shard(
     arrays: Sequence[str] | None,
     columns: Sequence[str] | None,
     rows: np.ndarray | None = None,
+    order: np.ndarray | None = None,
 ) -> ShardData:
     """Decode whole shard files (as fetched) into a :class:`ShardData`.
 
@@ -403,6 +505,9 @@ def decode_shard(
         columns: row columns to read (``None``: all; empty: none).
         rows: sorted sample offsets needed (``None``: all): fixed-shape arrays then decompress only
             the inner chunks holding them (the other samples are uninitialised).
+        order: sample offsets in the order the caller will consume them: fixed-shape arrays then
+            come back compact and in that order (``arrays[name][k]`` is sample ``order[k]``, see
+            :func:`decode_sharded_rows`); ragged arrays and rows stay whole. Overrides ``rows``.
     """
     prefix = ref.files["arrays"].rstrip("/") + "/"
     meta = shard_metadata(files, ref)
@@ -411,7 +516,9 @@ def decode_shard(
     if names and ref.samples:
         for name in names:
             info = meta["arrays"][name]
-            if info["layout"] == "fixed":
+            if info["layout"] == "fixed" and order is not None:
+                decoded[name] = _decode_array_ordered(files, prefix, name, order)
+            elif info["layout"] == "fixed":
                 decoded[name] = _decode_array(files, prefix, name, rows)
             else:
                 decoded[name] = tuple(
@@ -546,15 +653,17 @@ class Dataset:
         arrays: Sequence[str] | None = None,
         columns: Sequence[str] | None = None,
         rows: np.ndarray | None = None,
+        order: np.ndarray | None = None,
     ) -> ShardData:
-        """Read one whole shard (one GET per file) and decode it (only ``rows``, when given)."""
+        """Read one whole shard (one GET per file) and decode it (only ``rows``, or in ``order``,
+        when given; see :func:`decode_shard`)."""
         verify = self.needs_verify(ref)
         want_rows = columns is None or len(columns) > 0
         rels = [*ref.array_files(), ref.files["rows"]] if verify else files_for(ref, arrays, want_rows)
         files = fetch_shard_files(self.fs, self.root, ref, rels, verify=verify)
         if verify:
             self.mark_verified(ref)
-        return decode_shard(ref, files, arrays=arrays, columns=columns, rows=rows)
+        return decode_shard(ref, files, arrays=arrays, columns=columns, rows=rows, order=order)
 
     def verify_shard(self, ref: ShardRef) -> None:
         """Check every file of a shard against the manifest's sha256 (once per shard)."""
@@ -779,9 +888,14 @@ class SplitView:
                 out.append((ref, offsets))
         return out
 
-    def read_shard(self, ref: ShardRef, rows: np.ndarray | None = None) -> ShardData:
-        """Whole-shard read with this view's arrays and row columns (decoding only ``rows`` if given)."""
-        return self.dataset.read_shard(ref, arrays=self.arrays, columns=self.row_columns, rows=rows)
+    def read_shard(
+        self, ref: ShardRef, rows: np.ndarray | None = None, order: np.ndarray | None = None
+    ) -> ShardData:
+        """Whole-shard read with this view's arrays and row columns (decoding only ``rows``, or in
+        ``order``, if given; see :func:`decode_shard`)."""
+        return self.dataset.read_shard(
+            ref, arrays=self.arrays, columns=self.row_columns, rows=rows, order=order
+        )
 
     def iter_shards(self) -> Iterator[tuple[ShardData, np.ndarray]]:
         for ref, offsets in self.positions_by_shard():

@@ -33,9 +33,12 @@ global batch size.
 **Reading.** A worker knows its whole batch list up front, so it knows which shards it needs and
 in what order; a thread pool reads and decodes the next ``prefetch_shards`` shards (whole files,
 one GET each; decompression releases the GIL) while batches are collated from the current ones,
-and a shard is dropped right after its last use. Collation gathers samples with NumPy fancy
-indexing (no per-sample Python for fixed-shape arrays and numeric columns). Batches are dicts:
-fixed arrays ``(B, ...)``, ragged arrays and non-numeric columns as lists.
+and a shard is dropped right after its last use. Each shard is decoded straight into the order in
+which the worker's batches consume it, so a batch from one shard is a slice of the decoded arrays
+(no copy in-process; one contiguous copy into shared memory in a DataLoader worker), and a batch
+straddling shards is assembled part by part; there is no per-sample Python for fixed-shape arrays
+and numeric columns. Batches are dicts: fixed arrays ``(B, ...)``, ragged arrays and non-numeric
+columns as lists.
 """
 
 from __future__ import annotations
@@ -178,9 +181,15 @@ def plan_epoch(
 
 
 class _DecodedShard:
-    """A shard decoded for streaming: arrays plus row columns as NumPy arrays (object for non-numeric)."""
+    """A shard decoded for streaming, in the order its batches consume it.
 
-    def __init__(self, data: ShardData) -> None:
+    Fixed arrays are compact, ``(len(order), ...)``, row ``k`` holding sample ``order[k]``; ragged
+    arrays stay whole (``(values, offsets, shapes)``, indexed through ``order``); row columns are
+    NumPy arrays in ``order`` (object arrays for non-numeric columns).
+    """
+
+    def __init__(self, data: ShardData, order: np.ndarray) -> None:
+        self.order = order
         self.arrays = data.arrays
         self.columns: dict[str, np.ndarray] = {}
         if data.rows is not None:
@@ -191,14 +200,18 @@ class _DecodedShard:
                     or pa.types.is_floating(col.type)
                     or pa.types.is_boolean(col.type)
                 ) and col.null_count == 0:
-                    self.columns[name] = col.to_numpy()
+                    self.columns[name] = col.to_numpy()[order]
                     continue
                 values = np.empty(len(col), dtype=object)
                 values[:] = col.to_pylist()
-                self.columns[name] = values
+                self.columns[name] = values[order]
 
 
 Allocator = Callable[[str, tuple[int, ...], np.dtype], np.ndarray]
+
+#: One shard's share of a batch: ``(shard, lo, hi, positions)``: rows ``lo:hi`` of the shard's
+#: consumption order go to ``positions`` of the batch (``None``: the whole batch, in order).
+Part = tuple[_DecodedShard, int, int, "np.ndarray | None"]
 
 
 def _allocate(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -206,61 +219,75 @@ def _allocate(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 
 def collate(
-    shards: Mapping[int, _DecodedShard],
-    codes: np.ndarray,
+    parts: Sequence[Part],
+    size: int,
     arrays: Sequence[str],
     columns: Sequence[str],
     schema: Mapping[str, Mapping[str, Any]],
     alloc: Allocator | None = None,
 ) -> dict[str, Any]:
-    """Gather one batch from decoded shards.
+    """Assemble one batch of ``size`` samples from its parts (see :data:`Part`).
+
+    A batch drawn from one shard (the usual case: batches rotate through lanes) is a *slice* of
+    that shard's decoded arrays, no copy, unless ``alloc`` asks for the batch in a buffer of its
+    own (DataLoader workers: shared memory), which then takes one contiguous copy. A batch that
+    straddles shards is copied part by part. No per-sample Python for fixed-shape arrays and
+    numeric columns.
 
     Returns:
         ``{array: np.ndarray (B, ...) or list of arrays (ragged), column: np.ndarray or list}``.
     """
-    slots = codes >> _SHIFT
-    offsets = codes & _MASK
-    uniq = np.unique(slots)
-    groups = []
-    for s in uniq:
-        pos = np.nonzero(slots == s)[0]
-        groups.append((shards[int(s)], pos, offsets[pos]))
-    b = len(codes)
+    whole = len(parts) == 1 and parts[0][3] is None
     out: dict[str, Any] = {}
     for name in arrays:
         info = schema.get(name, {})
-        first = groups[0][0].arrays[name] if groups else None
-        if info.get("layout") == "fixed" and not isinstance(first, tuple) and groups:
-            shapes = {g[0].arrays[name].shape[1:] for g in groups}
-            if len(shapes) == 1:
-                dst = (alloc or _allocate)(name, (b, *first.shape[1:]), first.dtype)
-                for shard, pos, offs in groups:
-                    dst[pos] = shard.arrays[name][offs]
-                out[name] = dst
+        srcs = [shard.arrays[name] for shard, *_ in parts]
+        if info.get("layout") == "fixed" and not parts:
+            out[name] = np.zeros((0, *info["shape"]), dtype=info["dtype"])
+            continue
+        if (
+            info.get("layout") == "fixed"
+            and not any(isinstance(a, tuple) for a in srcs)
+            and len({(a.shape[1:], a.dtype) for a in srcs}) == 1
+        ):
+            first = srcs[0]
+            if whole and alloc is None:
+                _, lo, hi, _ = parts[0]
+                out[name] = first[lo:hi]
                 continue
-        items: list[Any] = [None] * b
-        for shard, pos, offs in groups:
+            dst = (alloc or _allocate)(name, (size, *first.shape[1:]), first.dtype)
+            for (_, lo, hi, pos), a in zip(parts, srcs, strict=True):
+                if pos is None:
+                    np.copyto(dst, a[lo:hi])
+                else:
+                    dst[pos] = a[lo:hi]
+            out[name] = dst
+            continue
+        items: list[Any] = [None] * size
+        for shard, lo, hi, pos in parts:
             a = shard.arrays[name]
-            for p, o in zip(pos.tolist(), offs.tolist(), strict=True):
+            where = range(size) if pos is None else pos.tolist()
+            for p, k in zip(where, range(lo, hi), strict=True):
                 if isinstance(a, tuple):
                     values, offs_, shp = a
+                    o = int(shard.order[k])
                     items[p] = values[offs_[o] : offs_[o + 1]].reshape(tuple(shp[o]))
                 else:
-                    items[p] = a[o]
-        if not groups and info.get("layout") == "fixed":
-            out[name] = np.zeros((0, *info["shape"]), dtype=info["dtype"])
-        else:
-            out[name] = items
+                    items[p] = a[k]
+        out[name] = items
     for name in columns:
-        first_col = groups[0][0].columns[name] if groups else None
-        if first_col is None:
+        if not parts:
             out[name] = []
             continue
-        dtypes = {g[0].columns[name].dtype for g in groups}
-        dtype = first_col.dtype if len(dtypes) == 1 else np.dtype(object)
-        dst = np.empty(b, dtype=dtype)
-        for shard, pos, offs in groups:
-            dst[pos] = shard.columns[name][offs]
+        cols = [shard.columns[name] for shard, *_ in parts]
+        dtype = cols[0].dtype if len({c.dtype for c in cols}) == 1 else np.dtype(object)
+        if whole:
+            _, lo, hi, _ = parts[0]
+            dst = cols[0][lo:hi]
+        else:
+            dst = np.empty(size, dtype=dtype)
+            for (_, lo, hi, pos), c in zip(parts, cols, strict=True):
+                dst[slice(None) if pos is None else pos] = c[lo:hi]
         out[name] = dst.tolist() if dtype.kind == "O" else dst
     return out
 
@@ -339,9 +366,9 @@ class BatchStream:
         """Batches this rank yields in the epoch (from ``start_batch``)."""
         return max(0, self.plan().num_batches - self.config.start_batch)
 
-    def _read(self, slot: int, rows: np.ndarray | None = None) -> _DecodedShard:
+    def _read(self, slot: int, order: np.ndarray) -> _DecodedShard:
         ref, _ = self._slots[slot]
-        return _DecodedShard(self.view.read_shard(ref, rows))
+        return _DecodedShard(self.view.read_shard(ref, order=order), order)
 
     def iter_batches(
         self, worker: int = 0, num_workers: int = 1, alloc: Allocator | None = None
@@ -359,7 +386,10 @@ class BatchStream:
 
         Shards are read in first-use order by a thread pool, ``prefetch_shards`` ahead, and
         dropped after their last use; only the inner chunks holding samples of these batches are
-        decompressed (another worker's samples in the same shard are skipped).
+        decompressed (another worker's samples in the same shard are skipped). The pool decodes
+        each shard straight into the order its batches consume it (:func:`decode_shard`'s
+        ``order``), so the consuming thread only slices batches out: all per-byte work (reading,
+        decompressing, placing) happens in the pool, with the GIL released.
 
         Args:
             batches: one int64 code array per batch.
@@ -368,21 +398,37 @@ class BatchStream:
         """
         c = self.config
         every = np.concatenate(batches) if len(batches) else np.zeros(0, dtype=np.int64)
-        order = np.argsort(every >> _SHIFT, kind="stable")
-        slots_sorted = (every >> _SHIFT)[order]
-        offsets_sorted = (every & _MASK)[order]
-        bounds = np.flatnonzero(np.diff(slots_sorted)) + 1
-        rows_needed = {
-            int(sl[0]): np.unique(off)
-            for sl, off in zip(np.split(slots_sorted, bounds), np.split(offsets_sorted, bounds), strict=True)
+        # each shard's samples in the order these batches consume them (a stable sort keeps it)
+        by_slot = np.argsort(every >> _SHIFT, kind="stable")
+        slots_sorted = (every >> _SHIFT)[by_slot]
+        offsets_sorted = (every & _MASK)[by_slot]
+        cuts = np.flatnonzero(np.diff(slots_sorted)) + 1
+        consume_order = {
+            int(sl[0]): off
+            for sl, off in zip(np.split(slots_sorted, cuts), np.split(offsets_sorted, cuts), strict=True)
             if len(sl)
         }
-        # which shard slots each batch needs, first and last use
-        needs = [np.unique(codes >> _SHIFT).tolist() for codes in batches]
+        # each batch's parts: (slot, lo, hi, positions in the batch or None for all of it)
+        cursor = dict.fromkeys(consume_order, 0)
+        plans: list[list[tuple[int, int, int, np.ndarray | None]]] = []
+        for codes in batches:
+            slots = codes >> _SHIFT
+            if len(codes) and slots[0] == slots[-1] and np.all(slots == slots[0]):
+                s = int(slots[0])
+                plans.append([(s, cursor[s], cursor[s] + len(codes), None)])
+                cursor[s] += len(codes)
+                continue
+            parts = []
+            for s in np.unique(slots).tolist():
+                pos = np.flatnonzero(slots == s)
+                parts.append((s, cursor[s], cursor[s] + len(pos), pos))
+                cursor[s] += len(pos)
+            plans.append(parts)
+        needs = [[part[0] for part in parts] for parts in plans]
         first_use: list[int] = []
         last_use: dict[int, int] = {}
-        for j, slots in enumerate(needs):
-            for s in slots:
+        for j, slots_j in enumerate(needs):
+            for s in slots_j:
                 if s not in last_use:
                     first_use.append(s)
                 last_use[s] = j
@@ -397,16 +443,18 @@ class BatchStream:
                 # keep the next prefetch_shards shards (in first-use order) in flight
                 while next_submit < len(first_use) and len(futures) < c.prefetch_shards + len(needs[j]):
                     s = first_use[next_submit]
-                    futures[s] = pool.submit(self._read, s, rows_needed[s])
+                    futures[s] = pool.submit(self._read, s, consume_order[s])
                     next_submit += 1
                 for s in needs[j]:
                     if s not in ready:
                         while s not in futures:  # a batch needing more shards than the window
                             t = first_use[next_submit]
-                            futures[t] = pool.submit(self._read, t, rows_needed[t])
+                            futures[t] = pool.submit(self._read, t, consume_order[t])
                             next_submit += 1
                         ready[s] = futures.pop(s).result()
-                batch = collate(ready, codes, arrays, columns, schema, alloc=alloc)
+                parts = [(ready[s], lo, hi, pos) for s, lo, hi, pos in plans[j]]
+                batch = collate(parts, len(codes), arrays, columns, schema, alloc=alloc)
+                del parts
                 for s in needs[j]:
                     if last_use[s] == j:
                         del ready[s]

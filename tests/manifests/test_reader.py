@@ -244,3 +244,29 @@ def test_prefix_sum_wraps_like_numpy_with_and_without_torch(
     without = deltas.copy()
     prefix_sum_inplace(without)
     np.testing.assert_array_equal(without, want)
+
+
+@pytest.mark.parametrize("compression", ["none", "blosc-lz4", "delta-zstd"])
+def test_ordered_decode_places_each_asked_sample_at_its_position(compression: str) -> None:
+    """decode_sharded_rows(order) == the whole array taken at order, for any order (repeats too),
+    with several samples per inner chunk and a partial last chunk."""
+    import json
+
+    from manifests.reader import decode_sharded_array, decode_sharded_rows
+    from manifests.writer import ShardFormat, encode_shard
+
+    samples = make_samples(23, signal_shape=(3, 40))  # int16 3x40 = 240 B; 1000 B chunks: 4 a chunk
+    files = encode_shard("train", 0, samples, fmt=ShardFormat(compression, 3, inner_chunk_bytes=1000))
+    prefix = "arrays/train.zarr/00000/signal"
+    meta = json.loads(files[f"{prefix}/zarr.json"])
+    assert meta["codecs"][0]["configuration"]["chunk_shape"][0] == 4
+    shard = files[f"{prefix}/c/0/0/0"]
+    whole = decode_sharded_array(meta, shard)
+    np.testing.assert_array_equal(whole, np.stack([s.arrays["signal"] for s in samples]))
+    rng = np.random.default_rng(0)
+    for order in (rng.permutation(23), np.array([22, 0, 5, 5, 21]), np.array([], dtype=np.int64)):
+        got = decode_sharded_rows(meta, shard, order)
+        assert got.shape == (len(order), 3, 40)
+        np.testing.assert_array_equal(got, whole[order])
+    with pytest.raises(IndexError, match="out of range for a shard of 23 samples"):
+        decode_sharded_rows(meta, shard, np.array([3, 23]))
