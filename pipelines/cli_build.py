@@ -55,6 +55,45 @@ MaxItemsOption = Annotated[
     int | None,
     typer.Option("--max-items-per-split", min=1, help="Smoke run: keep the first N items of each split."),
 ]
+BeamRunnerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--runner",
+        help="Beam runner: FnApiRunner (local, default), DataflowRunner, FlinkRunner, SparkRunner. "
+        "Default: the options file's runner, else FnApiRunner.",
+    ),
+]
+BeamOptionsFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--beam-options-file",
+        help="YAML or JSON mapping of Beam pipeline options (infra/beam/dataflow.yaml); ${VAR} is "
+        "read from the environment.",
+        dir_okay=False,
+    ),
+]
+BeamOptionOption = Annotated[
+    list[str],
+    typer.Option(
+        "--beam-option",
+        help="A Beam pipeline option passed through, e.g. --beam-option=--region=europe-west4 (repeat; "
+        "after the file's).",
+    ),
+]
+BeamResultsUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--beam-results-url",
+        help="Shared folder (gs://, s3://) for per-shard results of remote Beam runners.",
+    ),
+]
+BeamRunningModeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--beam-running-mode",
+        help="FnApiRunner workers: multi_processing (default), multi_threading, in_memory.",
+    ),
+]
 SplitPolicyOption = Annotated[
     str | None,
     typer.Option(
@@ -66,7 +105,11 @@ SplitPolicyOption = Annotated[
 
 @dataclass(frozen=True)
 class BuildOptions:
-    """Options shared by ``climb build`` and ``climb flow run``."""
+    """Options shared by ``climb build`` and ``climb flow run`` (and the flows' ``options``).
+
+    The Beam fields map onto :class:`pipelines.backends.BackendOptions`; ``beam_options`` are
+    argv-style pipeline options passed through (see :meth:`with_beam_options_file`).
+    """
 
     backend: str = "local"
     workers: int | None = None
@@ -74,6 +117,8 @@ class BuildOptions:
     max_memory: str | None = "auto"
     beam_runner: str = "FnApiRunner"
     beam_options: tuple[str, ...] = ()
+    beam_running_mode: str | None = None
+    beam_results_url: str | None = None
 
     def backend_options(self):  # -> BackendOptions (imported lazily: Beam and Dask are heavy)
         from pipelines.backends import BackendOptions
@@ -84,6 +129,8 @@ class BuildOptions:
             max_memory=self.max_memory,
             beam_runner=self.beam_runner,
             beam_options=tuple(self.beam_options),
+            beam_running_mode=self.beam_running_mode,
+            beam_results_url=self.beam_results_url,
         )
 
     def map_shards(self):
@@ -92,6 +139,36 @@ class BuildOptions:
         from pipelines.backends import get_backend
 
         return get_backend(self.backend)
+
+
+def beam_fields(
+    runner: str | None,
+    options_file: Path | None,
+    flags: list[str] | tuple[str, ...],
+    running_mode: str | None,
+    results_url: str | None,
+) -> dict:
+    """The Beam fields of :class:`BuildOptions` from the CLI's Beam options: the file's options
+    first, then ``--beam-option`` flags; the runner from ``--runner``, else the file's.
+
+    Raises:
+        ValueError: unreadable file, unset ``${VAR}``, an unknown running mode, or ``--runner``
+            contradicting the file (the message names the file and the option, never a value).
+    """
+    from pipelines.backends import BEAM_RUNNING_MODES, load_beam_options, resolve_beam_runner
+
+    from_file = load_beam_options(options_file) if options_file is not None else ()
+    resolved, rest = resolve_beam_runner(runner, (*from_file, *flags))
+    if running_mode is not None and running_mode not in BEAM_RUNNING_MODES:
+        raise ValueError(
+            f"unknown Beam running mode {running_mode!r}; use one of {', '.join(BEAM_RUNNING_MODES)}"
+        )
+    return {
+        "beam_runner": resolved,
+        "beam_options": rest,
+        "beam_running_mode": running_mode,
+        "beam_results_url": results_url,
+    }
 
 
 def run_build(
@@ -154,14 +231,11 @@ def build_command(
     workers: WorkersOption = None,
     dask_address: DaskAddressOption = None,
     max_memory: MaxMemoryOption = "auto",
-    beam_runner: str = typer.Option(
-        "FnApiRunner", "--runner", help="Beam runner: FnApiRunner, DataflowRunner, FlinkRunner, SparkRunner."
-    ),
-    beam_option: list[str] = typer.Option(
-        [],
-        "--beam-option",
-        help="A Beam pipeline option passed through, e.g. --beam-option=--region=europe-west4 (repeat).",
-    ),
+    beam_runner: BeamRunnerOption = None,
+    beam_options_file: BeamOptionsFileOption = None,
+    beam_option: BeamOptionOption = [],  # noqa: B006 (typer reads the default; never mutated)
+    beam_results_url: BeamResultsUrlOption = None,
+    beam_running_mode: BeamRunningModeOption = None,
     items_per_shard: ItemsPerShardOption = 256,
     max_items_per_split: MaxItemsOption = None,
     split_policy: SplitPolicyOption = None,
@@ -184,15 +258,14 @@ def build_command(
     config = BuildConfig(
         items_per_shard=items_per_shard, max_items_per_split=max_items_per_split, split_policy=split_policy
     )
-    options = BuildOptions(
-        backend=backend.value,
-        workers=workers,
-        dask_address=dask_address,
-        max_memory=max_memory,
-        beam_runner=beam_runner,
-        beam_options=tuple(beam_option),
-    )
     try:
+        options = BuildOptions(
+            backend=backend.value,
+            workers=workers,
+            dask_address=dask_address,
+            max_memory=max_memory,
+            **beam_fields(beam_runner, beam_options_file, beam_option, beam_running_mode, beam_results_url),
+        )
         result = run_build(
             source,
             str(raw_dir),
@@ -300,6 +373,11 @@ def flow_run_command(
     workers: WorkersOption = None,
     dask_address: DaskAddressOption = None,
     max_memory: MaxMemoryOption = "auto",
+    beam_runner: BeamRunnerOption = None,
+    beam_options_file: BeamOptionsFileOption = None,
+    beam_option: BeamOptionOption = [],  # noqa: B006 (typer reads the default; never mutated)
+    beam_results_url: BeamResultsUrlOption = None,
+    beam_running_mode: BeamRunningModeOption = None,
     items_per_shard: ItemsPerShardOption = 256,
     max_items_per_split: MaxItemsOption = None,
     split_policy: SplitPolicyOption = None,
@@ -323,11 +401,18 @@ def flow_run_command(
         "max_items_per_split": max_items_per_split,
         "split_policy": split_policy,
     }
+    try:
+        beam = beam_fields(beam_runner, beam_options_file, beam_option, beam_running_mode, beam_results_url)
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
     options = {
         "backend": backend.value,
         "workers": workers,
         "dask_address": dask_address,
         "max_memory": max_memory,
+        **beam,
+        "beam_options": list(beam["beam_options"]),
     }
     try:
         results = build_corpus(

@@ -35,6 +35,11 @@ if TYPE_CHECKING:
 
 BACKENDS: tuple[str, ...] = ("local", "dask", "beam")
 
+#: FnApiRunner's ``direct_running_mode`` values.
+BEAM_RUNNING_MODES: tuple[str, ...] = ("multi_processing", "multi_threading", "in_memory")
+#: Runners ``climb build --runner`` names in its help (any Beam runner name is passed through).
+BEAM_RUNNERS: tuple[str, ...] = ("FnApiRunner", "DataflowRunner", "FlinkRunner", "SparkRunner")
+
 #: Default cap on plans submitted but not finished, per worker thread (Dask) — bounds client memory.
 IN_FLIGHT_PER_THREAD = 2
 
@@ -63,9 +68,13 @@ class BackendOptions:
         beam_runner: ``"FnApiRunner"`` (local, default), or ``"DataflowRunner"``,
             ``"FlinkRunner"``, ``"SparkRunner"``, ``"PortableRunner"``...
         beam_running_mode: FnApiRunner's ``direct_running_mode``: ``"multi_processing"`` (one
-            SDK harness process per worker; the default), ``"multi_threading"``, ``"in_memory"``.
+            SDK harness process per worker), ``"multi_threading"``, ``"in_memory"``. ``None``:
+            a ``--direct_running_mode`` in ``beam_options``, else ``"multi_processing"``.
         beam_options: further Beam pipeline options passed through unchanged, argv style
-            (``("--project=p", "--region=europe-west4", "--temp_location=gs://b/tmp")``).
+            (``("--project=p", "--region=europe-west4", "--temp_location=gs://b/tmp")``), e.g.
+            from :func:`load_beam_options`. A ``--runner``, ``--direct_num_workers`` or
+            ``--direct_running_mode`` among them must agree with the fields above where those
+            are set (``pipelines.backends.beam.pipeline_options`` refuses a contradiction).
         beam_results_url: fsspec URL of a folder where Beam workers drop one JSON record per
             finished shard, read back by the launcher. ``None``: a local temporary folder, which
             only works for local runners; remote runners need a shared URL (``gs://…``).
@@ -78,7 +87,7 @@ class BackendOptions:
     max_in_flight: int | None = None
     retries: int = 2
     beam_runner: str = "FnApiRunner"
-    beam_running_mode: str = "multi_processing"
+    beam_running_mode: str | None = None
     beam_options: tuple[str, ...] = field(default_factory=tuple)
     beam_results_url: str | None = None
 
@@ -93,6 +102,11 @@ class BackendOptions:
             raise ValueError(f"BackendOptions.retries must be >= 0, got {self.retries}")
         if isinstance(self.beam_options, str | bytes) or not isinstance(self.beam_options, tuple):
             raise TypeError("BackendOptions.beam_options must be a tuple of argv-style strings")
+        if self.beam_running_mode not in (None, *BEAM_RUNNING_MODES):
+            raise ValueError(
+                f"BackendOptions.beam_running_mode must be one of {', '.join(BEAM_RUNNING_MODES)}, "
+                f"got {self.beam_running_mode!r}"
+            )
 
     @property
     def worker_count(self) -> int:
@@ -176,7 +190,7 @@ _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def load_beam_options(path: str | Path, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
-    """Beam pipeline options from a YAML mapping (``infra/beam/dataflow.yaml``), as argv flags.
+    """Beam pipeline options from a YAML or JSON mapping (``infra/beam/dataflow.yaml``), as argv flags.
 
     Keys are Beam option names without ``--``. ``${VAR}`` in a value is replaced from ``environ``
     (default: ``os.environ``). A list gives the flag once per item; ``true`` gives a bare flag
@@ -193,7 +207,12 @@ def load_beam_options(path: str | Path, environ: Mapping[str, str] | None = None
 
     path = Path(path)
     environ = os.environ if environ is None else environ
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML too
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the Beam options file: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not a YAML or JSON file: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of Beam option names to values")
 
@@ -223,3 +242,46 @@ def load_beam_options(path: str | Path, environ: Mapping[str, str] | None = None
         else:
             flags.append(f"--{key}={expand(key, value)}")
     return tuple(flags)
+
+
+def flag_value(flags: Iterable[str], name: str) -> str | None:
+    """The value of ``--name=value`` (or ``--name value``) in argv-style ``flags``; the last one wins."""
+    value = None
+    flags = list(flags)
+    for position, flag in enumerate(flags):
+        if flag.startswith(f"--{name}="):
+            value = flag.split("=", 1)[1]
+        elif flag == f"--{name}" and position + 1 < len(flags) and not flags[position + 1].startswith("--"):
+            value = flags[position + 1]
+    return value
+
+
+def without_flag(flags: Iterable[str], name: str) -> tuple[str, ...]:
+    """``flags`` without any ``--name=value`` / ``--name value``."""
+    flags = list(flags)
+    kept: list[str] = []
+    skip = False
+    for position, flag in enumerate(flags):
+        if skip:
+            skip = False
+            continue
+        if flag.startswith(f"--{name}="):
+            continue
+        if flag == f"--{name}":
+            skip = position + 1 < len(flags) and not flags[position + 1].startswith("--")
+            continue
+        kept.append(flag)
+    return tuple(kept)
+
+
+def resolve_beam_runner(runner: str | None, flags: Iterable[str]) -> tuple[str, tuple[str, ...]]:
+    """The runner to use and the flags without ``--runner``: ``runner`` when given, else the
+    ``--runner`` among ``flags`` (an options file's ``runner:`` key), else ``FnApiRunner``.
+
+    Raises:
+        ValueError: ``runner`` and the flags name different runners.
+    """
+    named = flag_value(flags, "runner")
+    if runner is not None and named is not None and named != runner:
+        raise ValueError(f"--runner {runner} contradicts the Beam options, which name the runner {named}")
+    return runner or named or "FnApiRunner", without_flag(flags, "runner")

@@ -64,7 +64,7 @@ from pipelines.stages.plan import Item, ShardPlan
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
-__all__ = ["map_shards"]
+__all__ = ["map_shards", "pipeline_options"]
 
 LOCAL_RUNNER = "FnApiRunner"
 PLANS_FILE = "plans.jsonl"
@@ -173,21 +173,54 @@ class _RunShardFn(beam.DoFn):
         yield name
 
 
+def pipeline_options(options: BackendOptions) -> tuple[str, PipelineOptions]:
+    """The runner name and the :class:`PipelineOptions` a build with ``options`` runs under.
+
+    ``options.beam_options`` pass through unchanged. A ``--runner`` among them is taken as the
+    runner (it must match ``options.beam_runner`` unless that is the default ``FnApiRunner``).
+    For the local ``FnApiRunner``, ``direct_num_workers`` is ``options.workers`` (else the flag,
+    else the CPU count) and ``direct_running_mode`` is ``options.beam_running_mode`` (else the
+    flag, else ``multi_processing``). Nothing is submitted: for Dataflow this shows exactly
+    what a job would get.
+
+    Raises:
+        ValueError: a flag contradicts a field set in ``options`` (the message names both).
+    """
+    from pipelines.backends import flag_value, resolve_beam_runner
+
+    requested = None if options.beam_runner == LOCAL_RUNNER else options.beam_runner
+    runner, flags = resolve_beam_runner(requested, options.beam_options)
+    if runner != LOCAL_RUNNER:
+        return runner, PipelineOptions(list(flags))
+    workers = flag_value(flags, "direct_num_workers")
+    if options.workers is not None and workers is not None and int(workers) != options.workers:
+        raise ValueError(
+            f"workers={options.workers} contradicts --direct_num_workers={workers} in the Beam options"
+        )
+    mode = flag_value(flags, "direct_running_mode")
+    if options.beam_running_mode is not None and mode is not None and mode != options.beam_running_mode:
+        raise ValueError(
+            f"beam_running_mode={options.beam_running_mode} contradicts --direct_running_mode={mode} "
+            "in the Beam options"
+        )
+    num_workers = options.workers if options.workers is not None else int(workers or options.worker_count)
+    return runner, PipelineOptions(
+        list(flags),
+        direct_num_workers=num_workers,
+        direct_running_mode=options.beam_running_mode or mode or "multi_processing",
+    )
+
+
 def _build_pipeline(
     run_one: Callable[[ShardPlan], ShardRecord], work: str, options: BackendOptions
 ) -> beam.Pipeline:
-    flags = list(options.beam_options)
-    if options.beam_runner == LOCAL_RUNNER:
+    runner, beam_options = pipeline_options(options)
+    if runner == LOCAL_RUNNER:
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-        pipeline_options = PipelineOptions(
-            flags,
-            direct_num_workers=options.worker_count,
-            direct_running_mode=options.beam_running_mode,
-        )
-        pipeline = beam.Pipeline(runner=FnApiRunner(), options=pipeline_options)
+        pipeline = beam.Pipeline(runner=FnApiRunner(), options=beam_options)
     else:
-        pipeline = beam.Pipeline(runner=options.beam_runner, options=PipelineOptions(flags))
+        pipeline = beam.Pipeline(runner=runner, options=beam_options)
     _ = (
         pipeline
         | "ReadPlans" >> beam.io.ReadFromText(f"{work}/{PLANS_FILE}")
@@ -296,9 +329,13 @@ def _work_folder(options: BackendOptions) -> Iterator[tuple[AbstractFileSystem, 
     successful run and kept after a failure (its ``failed/`` records say what went wrong).
     """
     if options.beam_results_url is None:
-        if options.beam_runner != LOCAL_RUNNER:
+        from pipelines.backends import resolve_beam_runner
+
+        requested = None if options.beam_runner == LOCAL_RUNNER else options.beam_runner
+        runner, _ = resolve_beam_runner(requested, options.beam_options)
+        if runner != LOCAL_RUNNER:
             raise ValueError(
-                f"the {options.beam_runner} runs on remote workers: set BackendOptions.beam_results_url "
+                f"the {runner} runs on remote workers: set BackendOptions.beam_results_url "
                 "to a folder they can write (gs://…, s3://…)"
             )
         with tempfile.TemporaryDirectory(prefix="climb-beam-") as folder:

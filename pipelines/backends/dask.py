@@ -15,6 +15,14 @@ Why this shape:
   ``run_one`` raised (transient storage errors). Both are safe because ``run_one`` is idempotent
   and publishes by rename, so a killed attempt leaves no torn shard.
 * **Processes, one thread each** by default: the transforms are CPU-bound Python/NumPy.
+* **A quiet local cluster.** Dask's defaults suit interactive analysis: a 20 ms event-loop
+  tick, a 10 ms statistical profiler sampling every running task, a 1 ms GIL monitor and
+  100 ms memory polls in every process. Measured on 2 cores, an idle 2-worker ``LocalCluster``
+  used 16 % of a core that way (3.2 s of CPU in 20 s), taken from the workers' build time;
+  with :data:`QUIET_CONFIG` it uses 2 %. The nannies stay (a killed worker is restarted and
+  its task rerun). The client only waits on ``as_completed`` and the scheduler hands each
+  worker one task at a time (``worker-saturation`` 1.0), so the tail is balanced without
+  work stealing.
 
 Without ``options.dask_address`` a ``distributed.LocalCluster`` is started on the loopback
 interface and closed afterwards; with it, a client connects to the user's scheduler
@@ -30,6 +38,7 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import TYPE_CHECKING
 
+import dask
 import distributed
 
 from pipelines.backends import (
@@ -44,7 +53,20 @@ if TYPE_CHECKING:
     from manifests.schema import ShardRecord
     from pipelines.stages.plan import ShardPlan
 
-__all__ = ["map_shards"]
+__all__ = ["QUIET_CONFIG", "local_cluster", "map_shards"]
+
+#: Dask settings for batch builds on a ``LocalCluster`` (see the module docstring). Applied
+#: around the cluster's start, so the nannies hand them to their worker processes; an existing
+#: cluster (``dask_address``) keeps its own configuration.
+QUIET_CONFIG: dict[str, object] = {
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.admin.system-monitor.gil.enabled": False,
+    "distributed.worker.profile.enabled": False,
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.scheduler.worker-saturation": 1.0,
+    "distributed.scheduler.work-stealing": False,
+}
 
 
 def map_shards(
@@ -77,6 +99,22 @@ def map_shards(
         return _map_on_client(client, run_one, plans, options, on_result)
 
 
+def local_cluster(options: BackendOptions) -> distributed.LocalCluster:
+    """A loopback ``LocalCluster`` as the backend starts it: ``options.worker_count`` processes,
+    ``options.threads_per_worker`` threads each, ``options.max_memory`` per worker, and
+    :data:`QUIET_CONFIG`. The caller closes it."""
+    with dask.config.set(QUIET_CONFIG):
+        return distributed.LocalCluster(
+            n_workers=options.worker_count,
+            threads_per_worker=options.threads_per_worker,
+            processes=True,
+            memory_limit=options.max_memory,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            silence_logs=logging.WARNING,  # the scheduler's INFO chatter drowns progress output
+        )
+
+
 @contextlib.contextmanager
 def _connect(options: BackendOptions) -> Iterator[distributed.Client]:
     """A client on ``options.dask_address``, or on a ``LocalCluster`` started (and closed) here."""
@@ -84,17 +122,9 @@ def _connect(options: BackendOptions) -> Iterator[distributed.Client]:
         with distributed.Client(options.dask_address, set_as_default=False) as client:
             yield client
         return
-    cluster = distributed.LocalCluster(
-        n_workers=options.worker_count,
-        threads_per_worker=options.threads_per_worker,
-        processes=True,
-        memory_limit=options.max_memory,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-        silence_logs=logging.WARNING,  # the scheduler's INFO chatter drowns progress output
-    )
+    cluster = local_cluster(options)
     try:
-        with distributed.Client(cluster, set_as_default=False) as client:
+        with dask.config.set(QUIET_CONFIG), distributed.Client(cluster, set_as_default=False) as client:
             yield client
     finally:
         cluster.close()
