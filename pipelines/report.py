@@ -1058,6 +1058,24 @@ def to_display_image(image: np.ndarray, kind: str) -> tuple[np.ndarray, str | No
     return np.clip((img.astype(np.float64) - lo) / (hi - lo), 0, 1), None
 
 
+def thumbnail(image: np.ndarray, max_side: int) -> np.ndarray:
+    """``image`` (H, W[, C]) shrunk by an integer factor to at most ``max_side`` pixels a side,
+    each output pixel the mean of its block (area averaging: no aliasing, and far less for
+    matplotlib to resample than a 2048-pixel canvas). Smaller images come back as they are.
+
+    >>> thumbnail(np.arange(16.0).reshape(4, 4), 2).tolist()
+    [[2.5, 4.5], [10.5, 12.5]]
+    """
+    img = np.asarray(image)
+    factor = math.ceil(max(img.shape[0], img.shape[1]) / max(1, max_side))
+    if factor <= 1:
+        return img
+    h, w = (img.shape[0] // factor) * factor, (img.shape[1] // factor) * factor
+    blocks = img[:h, :w].reshape(h // factor, factor, w // factor, factor, *img.shape[2:])
+    mean = blocks.mean(axis=(1, 3))
+    return mean.astype(img.dtype) if img.dtype.kind in "ui" else mean
+
+
 def middle_slices(volume: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """The three middle slices of a (D, H, W) volume (or the first channel of (C, D, H, W)).
 
@@ -1335,7 +1353,8 @@ def render_pictures(ds: Any, samples_per_source: int) -> str:
             figures.append(_figure(png, f"{name} of {caption}", ""))
     elif kind in ("image_grey", "image_rgb"):
         panels = [
-            (caption, *to_display_image(arr, kind)) for caption, arr in zip(captions, arrays, strict=True)
+            (caption, *to_display_image(thumbnail(_channels_last(arr, kind), 600), kind))
+            for caption, arr in zip(captions, arrays, strict=True)
         ]
         panels = [(c[:38], img, cmap) for c, img, cmap in panels]
         shapes = ", ".join("×".join(map(str, a.shape)) for a in arrays)
@@ -1401,6 +1420,13 @@ def render_pictures(ds: Any, samples_per_source: int) -> str:
         f'<div class="figures">{"".join(figures)}</div>'
         f'<h3>Value histograms</h3><div class="figures">{hist_html}</div>'
     )
+
+
+def _channels_last(arr: np.ndarray, kind: str) -> np.ndarray:
+    """(C, H, W) colour or (1, H, W) grey as (H, W, C) / (H, W, 1), for :func:`thumbnail`."""
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+        return np.moveaxis(arr, 0, -1)
+    return arr
 
 
 def _figure(png: bytes, alt: str, caption: str) -> str:

@@ -21,11 +21,18 @@ def demo_command(
         Backend.dask, "--backend", help="Where shards run: in-process, a Dask LocalCluster, or Beam."
     ),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes for dask/beam."),
-    records: int = typer.Option(60, "--records", min=2, help="Records per source in the generated releases."),
+    records: int = typer.Option(
+        60,
+        "--records",
+        min=2,
+        help="ECG records per source in the generated releases (image sources get fewer, scaled from it).",
+    ),
     log_json: bool = typer.Option(False, "--log-json", help="Log JSON lines."),
 ) -> None:
-    """Run the whole pipeline offline on an embedded default: a loopback PhysioNet mirror serving
-    generated releases, the Prefect build_corpus flow, an epoch streamed back, and the HTML report.
+    """Run the whole pipeline offline on an embedded default: loopback mirrors of every source's
+    host (PhysioNet, its S3 open-data bucket, Kaggle, TCIA, plain HTTPS) serving generated
+    releases, the real fetchers, the Prefect build_corpus flow, an epoch streamed back, and the
+    HTML report.
 
     Exits non-zero if any source failed or the streamed epoch did not see every sample once.
     """

@@ -88,7 +88,7 @@ class TciaMirror(MirrorServer):
         self.users = users
         self.tokens: set[str] = set()
         super().__init__(root, faults, host, port)
-        self._zips = Path(self.root.parent / f".{self.root.name}-nbia-zips")
+        self._zips = zip_cache_dir(self.root)
 
     def _series_dirs(self) -> dict[str, Path]:
         return {p.name: p for p in self.root.glob("*/*/*/*") if p.is_dir()}
@@ -116,13 +116,24 @@ class TciaMirror(MirrorServer):
         folder = self._series_dirs().get(uid)
         if folder is None:
             return None
-        out = self._zips / f"{uid}.zip"
-        if not out.exists():
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_suffix(".tmp")
-            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-                for p in sorted(folder.iterdir()):
-                    info = zipfile.ZipInfo(p.name, date_time=(1980, 1, 1, 0, 0, 0))
-                    zf.writestr(info, p.read_bytes())
-            tmp.replace(out)
-        return out
+        return write_series_zip(folder, self._zips / f"{uid}.zip")
+
+
+def zip_cache_dir(root: str | Path) -> Path:
+    """Where a mirror serving ``root`` keeps its series zips (beside ``root``)."""
+    root = Path(root).resolve()
+    return root.parent / f".{root.name}-nbia-zips"
+
+
+def write_series_zip(folder: Path, out: Path) -> Path:
+    """The zip NBIA's ``getImage`` returns for one series folder, built once: sorted entries and
+    fixed timestamps, so the bytes (and the SHA-256 a catalog pins) are stable."""
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            for p in sorted(folder.iterdir()):
+                info = zipfile.ZipInfo(p.name, date_time=(1980, 1, 1, 0, 0, 0))
+                zf.writestr(info, p.read_bytes())
+        tmp.replace(out)
+    return out
