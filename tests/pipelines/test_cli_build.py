@@ -107,3 +107,46 @@ def test_help_on_every_command():
         result = runner.invoke(app, args)
         assert result.exit_code == 0, (args, result.output)
         assert "Usage" in result.output
+
+
+def test_build_on_beam_takes_pipeline_options_from_a_file(raw, tmp_path, monkeypatch):
+    """A real FnApiRunner build whose runner settings come from ``--beam-options-file`` (JSON)."""
+    monkeypatch.setenv("COLUMNS", "200")
+    spec = tmp_path / "beam.json"
+    spec.write_text(json.dumps({"direct_num_workers": 2, "direct_running_mode": "multi_threading"}))
+    out = tmp_path / "out"
+    beam = ["--backend", "beam", "--beam-options-file", str(spec), "--log-json"]
+    result = runner.invoke(
+        app, ["build", "georgia", "--raw-dir", str(raw), "--out", str(out), "--items-per-shard", "2", *beam]
+    )
+    assert result.exit_code == 0, result.output
+    assert "georgia: built v1-" in result.output and "6 items -> 6 samples" in result.output
+    # The same file with a contradicting --workers: the options reached the runner's PipelineOptions.
+    clash = runner.invoke(
+        app,
+        ["build", "georgia", "--raw-dir", str(raw), "--out", str(tmp_path / "o2"), "--workers", "3", *beam],
+    )
+    assert clash.exit_code == 2, clash.output
+    assert "workers=3 contradicts --direct_num_workers=2" in clash.output
+    assert not list((tmp_path / "o2").rglob("manifest.json"))
+
+
+def test_build_on_beam_refuses_bad_options_files_naming_the_file(raw, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.delenv("CLIMB_TEST_UNSET_PROJECT", raising=False)
+    spec = tmp_path / "dataflow.yaml"
+    spec.write_text("runner: DataflowRunner\nproject: ${CLIMB_TEST_UNSET_PROJECT}\n")
+    base = ["build", "georgia", "--raw-dir", str(raw), "--out", str(tmp_path / "o"), "--backend", "beam"]
+    unset = runner.invoke(app, [*base, "--beam-options-file", str(spec)])
+    assert unset.exit_code == 2 and "Traceback" not in unset.output
+    assert "dataflow.yaml" in unset.output and "CLIMB_TEST_UNSET_PROJECT" in unset.output
+    monkeypatch.setenv("CLIMB_TEST_UNSET_PROJECT", "p")
+    clash = runner.invoke(app, [*base, "--beam-options-file", str(spec), "--runner", "FlinkRunner"])
+    assert clash.exit_code == 2
+    assert (
+        "--runner FlinkRunner contradicts the Beam options, which name the runner DataflowRunner"
+        in clash.output
+    )
+    remote = runner.invoke(app, [*base, "--beam-options-file", str(spec)])
+    assert remote.exit_code == 2 and "beam_results_url" in remote.output
+    assert not list((tmp_path / "o").rglob("manifest.json"))
