@@ -390,5 +390,11 @@ def publish_dataset(
 
     croissant = build_croissant(manifest, quarantine_sha256=hashlib.sha256(quarantine_bytes).hexdigest())
     _write_bytes(fs, root, CROISSANT_FILE, (json.dumps(croissant, indent=1) + "\n").encode())
+    if is_local(fs):
+        # The durability barrier: shard files are written without a flush each (see
+        # manifests/writer.py); everything reaches the disk here, before the manifest that makes
+        # the dataset exist. A power cut earlier leaves no manifest, and a rerun re-hashes every
+        # shard against its done record and rewrites any that came back torn.
+        os.sync()
     _write_bytes(fs, root, MANIFEST_FILE, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
     return manifest
