@@ -132,7 +132,9 @@ def plan_build(
     plans = plan_shards(items, config.items_per_shard)
     provenance = {
         "source_manifest_sha256": manifest.content_hash(),
-        "input_fingerprint": fingerprint_inputs([p for it in items for p in it.paths], raw_dir),
+        "input_fingerprint": fingerprint_inputs(
+            [*(p for it in items for p in it.paths), *index.tables], raw_dir
+        ),
         "code_version": code_version(),
         "config_sha256": config.config_hash(),
         "config": asdict(config),

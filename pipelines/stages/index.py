@@ -58,6 +58,9 @@ class IndexResult:
 
     items: list[Item]
     skipped: Counter[str] = field(default_factory=Counter)
+    #: Files other than the items' own that shaped the index (label and patient tables): part of
+    #: the input fingerprint, so editing one gives a new version.
+    tables: list[str] = field(default_factory=list)
 
     def by_split(self) -> dict[str, list[Item]]:
         out: dict[str, list[Item]] = {}
@@ -100,10 +103,11 @@ def _scan(raw_dir: Path, pattern: str) -> list[Path]:
     return sorted(found, key=lambda p: p.parts)  # Path order on POSIX, without Path.__lt__ per comparison
 
 
-def _read_cpsc_reference(raw_dir: Path, name: str) -> dict[str, list[str]]:
-    """REFERENCE.csv of the original CPSC2018 release: record -> SNOMED codes (first..third label)."""
+def _read_cpsc_reference(raw_dir: Path, name: str) -> tuple[dict[str, list[str]], list[str]]:
+    """REFERENCE.csv of the original CPSC2018 release: record -> SNOMED codes (first..third label); the files read."""
     labels: dict[str, list[str]] = {}
-    for path in _scan(raw_dir, f"**/{name}"):
+    paths = _scan(raw_dir, f"**/{name}")
+    for path in paths:
         with path.open(newline="") as fh:
             for row in csv.reader(fh):
                 if not row or not row[0] or row[0].lower() == "recording":
@@ -112,7 +116,7 @@ def _read_cpsc_reference(raw_dir: Path, name: str) -> dict[str, list[str]]:
                     CPSC2018_CLASS_SNOMED[c.strip()] for c in row[1:] if c.strip() in CPSC2018_CLASS_SNOMED
                 ]
                 labels[row[0].strip()] = codes
-    return labels
+    return labels, [str(p) for p in paths]
 
 
 def _load_published_table(manifest: SourceManifest) -> dict[str, dict[str, Any]]:
@@ -123,12 +127,49 @@ def _load_published_table(manifest: SourceManifest) -> dict[str, dict[str, Any]]
     return load_climb_table(manifest.split.table)
 
 
+def _read_subject_table(manifest: SourceManifest, raw_dir: Path) -> tuple[dict[str, str], list[str]]:
+    """Record name -> patient id from the source's own metadata table, when the release has it; and the tables read.
+
+    Configured by ``layout.extra.subject_table`` (``file``, ``record_column``,
+    ``subject_column``, ``record_name`` format for the record column's integer value). PTB-XL's
+    ``ptbxl_database.csv`` gives ``patient_id`` per ``ecg_id``: 21,799 records of 18,869 patients.
+
+    Raises:
+        RawFolderError: the table exists but lacks a configured column, or names one record twice
+            with different patients.
+    """
+    spec = manifest.layout.extra.get("subject_table") if manifest.layout else None
+    if not spec:
+        return {}, []
+    tables = _scan(raw_dir, f"**/{spec['file']}")
+    subjects: dict[str, str] = {}
+    for path in tables:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = {spec["record_column"], spec["subject_column"]} - set(reader.fieldnames or ())
+            if missing:
+                raise RawFolderError(f"{path}: no column {', '.join(sorted(missing))} for patient ids")
+            for line, row in enumerate(reader, start=2):
+                try:
+                    record = spec["record_name"].format(int(float(row[spec["record_column"]])))
+                    subject = str(int(float(row[spec["subject_column"]])))
+                except (TypeError, ValueError):
+                    raise RawFolderError(
+                        f"{path}, line {line}: record or patient id is not a number"
+                    ) from None
+                if subjects.setdefault(record, subject) != subject:
+                    raise RawFolderError(f"{path}: record {record} is listed for two different patients")
+    return subjects, [str(p) for p in tables]
+
+
 def index_ecg_source(manifest: SourceManifest, raw_dir: Path, key: DeidKey) -> IndexResult:
     """Items of a CinC-packaged ECG source (``.hea`` + ``.mat``), or the original CPSC2018 release.
 
-    CinC headers carry no patient id, so each record stands for its own subject (the
-    releases are one recording per patient for Georgia, Chapman-Shaoxing and CPSC2018;
-    PTB-XL's CinC re-packaging drops ``patient_id``, a documented limit of that packaging).
+    CinC headers carry no patient id. Where the source's own metadata table is in the raw
+    folder (``layout.extra.subject_table``: PTB-XL's ``ptbxl_database.csv``), records are
+    grouped by patient, so every record of a patient lands in one split; otherwise each record
+    stands for its own subject (Georgia, Chapman-Shaoxing and CPSC2018 are one recording per
+    patient; PTB-XL without its table is the documented limit of the CinC packaging).
     """
     if manifest.layout is None:
         raise RawFolderError(f"source {manifest.id}: the manifest has no layout")
@@ -136,8 +177,11 @@ def index_ecg_source(manifest: SourceManifest, raw_dir: Path, key: DeidKey) -> I
     headers = _scan(raw_dir, manifest.layout.records)
     entries: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [(p.stem, (str(p),), {}) for p in headers]
     original = manifest.layout.extra.get("original_release")
+    reference_tables: list[str] = []
     if original:
-        reference = _read_cpsc_reference(raw_dir, original.get("reference", "REFERENCE.csv"))
+        reference, reference_tables = _read_cpsc_reference(
+            raw_dir, original.get("reference", "REFERENCE.csv")
+        )
         header_stems = {p.stem for p in headers}
         for mat in _scan(raw_dir, original["records"]):
             # A .mat with a sibling .hea is the CinC packaging, already indexed above.
@@ -152,6 +196,7 @@ def index_ecg_source(manifest: SourceManifest, raw_dir: Path, key: DeidKey) -> I
     seen: dict[str, str] = {}
     skipped: Counter[str] = Counter()
     table = _load_published_table(manifest) if manifest.split.policy == "climb_published" else None
+    subjects, subject_tables = _read_subject_table(manifest, raw_dir)
     items: list[Item] = []
     for record, paths, labels in entries:
         if record in seen:
@@ -160,6 +205,7 @@ def index_ecg_source(manifest: SourceManifest, raw_dir: Path, key: DeidKey) -> I
                 f"source {manifest.id}: record {record} appears twice: {seen[record]} and {paths[0]}"
             )
         seen[record] = paths[0]
+        subject = subjects.get(record, record)
         if table is not None:
             row = table.get(record)
             if row is None:
@@ -168,18 +214,18 @@ def index_ecg_source(manifest: SourceManifest, raw_dir: Path, key: DeidKey) -> I
             split = row["split"]
             labels = {**labels, "climb_superclasses": list(row["superclasses"]), "climb_label": row["label"]}
         else:
-            split = split_for_subject(record, namespace, manifest.split.fractions)
+            split = split_for_subject(subject, namespace, manifest.split.fractions)
         items.append(
             Item(
                 item_id=record,
-                subject_id=record,
+                subject_id=subject,
                 paths=paths,
                 split=split,
                 item_key=pseudonymise_id(key, namespace, "item", record),
                 labels=labels,
             )
         )
-    return IndexResult(items=items, skipped=skipped)
+    return IndexResult(items=items, skipped=skipped, tables=reference_tables + subject_tables)
 
 
 #: layout.format -> indexer, as ``"module:function"`` (imported on use, so a modality's

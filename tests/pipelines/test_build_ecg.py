@@ -263,3 +263,47 @@ def test_quarantine_over_threshold_fails_loudly_and_publishes_nothing(tmp_path):
         build_source("georgia", str(raw), str(out), BuildConfig(items_per_shard=4), key=KEY)
     assert not list(out.rglob("manifest.json"))
     assert not (out / "georgia" / "current.json").exists()
+
+
+def test_ptbxl_database_groups_records_by_patient(tmp_path):
+    """With PTB-XL's own ptbxl_database.csv in the raw folder, a patient's records share one split
+    and one pseudonym; the raw patient ids appear in no output byte; editing the table is a new version."""
+    raw = tmp_path / "raw"
+    planted = write_cinc_release(raw, "ptbxl", 24, seed=5, start_number=1)
+    ecg_ids = sorted(int(p.record[2:]) for p in planted)
+    # 24 records of 6 patients with ids no other field could produce by chance.
+    patients = {ecg_id: 7_300_000 + (i % 6) * 11 for i, ecg_id in enumerate(ecg_ids)}
+    table = raw / "ptb-xl" / "ptbxl_database.csv"
+    table.parent.mkdir()
+    lines = ["ecg_id,patient_id,age,sex,filename_hr"] + [
+        f"{e},{float(p)},50.0,1,records500/00000/{e:05d}_hr" for e, p in patients.items()
+    ]
+    table.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    result = build_source("ptbxl", str(raw), str(out), BuildConfig(items_per_shard=8), key=KEY)
+    assert result.status == "built" and result.items_in == 24
+    rows = pq.read_table(Path(result.dataset_url) / "rows").to_pandas()
+    by_record = {r.record_id: (r.subject_id, r.split) for r in rows.itertuples()}
+    record_of = {pseudonymise_id(KEY, "ptbxl", "record", f"HR{e:05d}"): e for e in ecg_ids}
+    groups: dict[int, set] = {}
+    for record_pseudonym, (subject, split) in by_record.items():
+        groups.setdefault(patients[record_of[record_pseudonym]], set()).add((subject, split))
+    assert len(groups) == 6
+    assert all(len(seen) == 1 for seen in groups.values()), groups  # one pseudonym, one split per patient
+    assert len({next(iter(seen))[0] for seen in groups.values()}) == 6  # six different pseudonyms
+    text = output_text(Path(result.dataset_url))
+    for patient in set(patients.values()):
+        assert str(patient) not in text
+    table.write_text(
+        "\n".join([lines[0], *(line.replace(",7300000.0,", ",7300099.0,") for line in lines[1:])]) + "\n"
+    )
+    again = build_source("ptbxl", str(raw), str(out), BuildConfig(items_per_shard=8), key=KEY)
+    assert again.status == "built" and again.version != result.version
+
+
+def test_ptbxl_database_without_patient_column_is_a_clear_error(tmp_path):
+    raw = tmp_path / "raw"
+    write_cinc_release(raw, "ptbxl", 2, seed=5, start_number=1)
+    (raw / "ptbxl_database.csv").write_text("ecg_id,age\n1,50\n")
+    with pytest.raises(Exception, match=r"ptbxl_database.csv: no column patient_id"):
+        build_source("ptbxl", str(raw), str(tmp_path / "out"), BuildConfig(items_per_shard=8), key=KEY)
