@@ -179,7 +179,18 @@ def index_image2d_source(manifest: SourceManifest, raw_dir: Path, key: DeidKey) 
                 labels=entry.labels,
             )
         )
-    return IndexResult(items=items, skipped=Counter(found.skipped))
+    return IndexResult(
+        items=items, skipped=Counter(found.skipped), tables=_layout_tables(manifest, Path(raw_dir))
+    )
+
+
+def _layout_tables(manifest: SourceManifest, raw_dir: Path) -> list[str]:
+    """The files ``layout.extra`` names that exist in the release (label, split, metadata tables)."""
+    extra = manifest.layout.extra if manifest.layout else {}
+    names = [
+        n for v in extra.values() for n in ([v] if isinstance(v, str) else v if isinstance(v, list) else [])
+    ]
+    return sorted({str(raw_dir / n) for n in names if isinstance(n, str) and (raw_dir / n).is_file()})
 
 
 def _train_val(fractions: dict[str, float]) -> dict[str, float]:
