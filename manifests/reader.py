@@ -157,6 +157,8 @@ def _read_local(path: str, ref: ShardRef, rel: str, verify: bool) -> Any:
             size = os.fstat(fh.fileno()).st_size
             if size >= MMAP_MIN_BYTES and "/c/" in rel:
                 data: Any = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+                if hasattr(mmap, "MADV_WILLNEED"):  # the whole file is read next: start reading ahead
+                    data.madvise(mmap.MADV_WILLNEED)
             else:
                 data = fh.read()
     except FileNotFoundError:
