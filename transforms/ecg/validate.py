@@ -123,20 +123,22 @@ def validate(sample: EcgSample, spec: EcgSpec) -> list[Problem]:
             x -= x.mean(axis=1, keepdims=True)
             # float32 with pairwise/BLAS sums: relative error ~1e-4, ample for a 5 µV threshold.
             std_uv[wide] = np.sqrt(np.einsum("ij,ij->i", x, x) / x.shape[1])
-        for j, i in enumerate(present):
-            if std_uv[j] < FLAT_STD_UV:
-                problems.append(
-                    Problem(
-                        "flat_lead",
-                        f"lead {_lead_name(spec, int(i))} is flat: standard deviation {std_uv[j]:.2f} µV < {FLAT_STD_UV:g} µV",
-                    )
+        for j in np.flatnonzero(std_uv < FLAT_STD_UV):
+            problems.append(
+                Problem(
+                    "flat_lead",
+                    f"lead {_lead_name(spec, int(present[j]))} is flat: standard deviation {std_uv[j]:.2f} µV < {FLAT_STD_UV:g} µV",
                 )
+            )
         source = sample.source_saturation
         has_source = isinstance(source, np.ndarray) and source.shape == (n_leads,)
+        at_source_all = source[present].astype(np.float64) if has_source else np.zeros(present.size)  # type: ignore[index]
         at_rails = (highs >= RAIL_UV) | (lows <= -RAIL_UV)
-        for j, i in enumerate(present):
+        # Only leads touching the rails or flagged at the source ADC can be saturated: look at those.
+        for j in np.flatnonzero(at_rails | (at_source_all > SATURATED_FRACTION)):
+            i = present[j]
             rails = float((np.abs(leads[j].astype(np.int32)) >= RAIL_UV).mean()) if at_rails[j] else 0.0
-            at_source = float(source[i]) if has_source else 0.0  # type: ignore[index]
+            at_source = float(at_source_all[j])
             fraction = max(rails, at_source)
             if fraction > SATURATED_FRACTION:
                 where = "the int16 rails" if rails >= at_source else "the source ADC limits"
