@@ -54,7 +54,7 @@ class MixedStream:
             batches per epoch, so each source is seen about once when weights follow sizes).
         **options: :class:`manifests.stream.StreamConfig` fields (shuffle, seed, epoch, rank,
             world_size, drop_last, lanes, block_shards, prefetch_shards, decode_threads,
-            start_batch), as for a single split.
+            fetch_threads, start_batch), as for a single split.
     """
 
     def __init__(

@@ -659,13 +659,25 @@ class Dataset:
     ) -> ShardData:
         """Read one whole shard (one GET per file) and decode it (only ``rows``, or in ``order``,
         when given; see :func:`decode_shard`)."""
+        files = self.fetch_shard(ref, arrays=arrays, columns=columns)
+        return decode_shard(ref, files, arrays=arrays, columns=columns, rows=rows, order=order)
+
+    def fetch_shard(
+        self,
+        ref: ShardRef,
+        *,
+        arrays: Sequence[str] | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """The files of a shard needed for ``arrays`` and ``columns`` (``None``: all), whole (one
+        GET each, concurrent); every file, checked, when the shard still needs verifying."""
         verify = self.needs_verify(ref)
         want_rows = columns is None or len(columns) > 0
         rels = [*ref.array_files(), ref.files["rows"]] if verify else files_for(ref, arrays, want_rows)
         files = fetch_shard_files(self.fs, self.root, ref, rels, verify=verify)
         if verify:
             self.mark_verified(ref)
-        return decode_shard(ref, files, arrays=arrays, columns=columns, rows=rows, order=order)
+        return files
 
     def verify_shard(self, ref: ShardRef) -> None:
         """Check every file of a shard against the manifest's sha256 (once per shard)."""
@@ -890,6 +902,16 @@ class SplitView:
                 out.append((ref, offsets))
         return out
 
+    def fetch_shard(self, ref: ShardRef) -> dict[str, Any]:
+        """The shard's files this view needs (see :meth:`Dataset.fetch_shard`)."""
+        return self.dataset.fetch_shard(ref, arrays=self.arrays, columns=self.row_columns)
+
+    def decode_shard(
+        self, ref: ShardRef, files: Mapping[str, Any], order: np.ndarray | None = None
+    ) -> ShardData:
+        """Decode fetched files with this view's arrays and row columns (see :func:`decode_shard`)."""
+        return decode_shard(ref, files, arrays=self.arrays, columns=self.row_columns, order=order)
+
     def read_shard(
         self, ref: ShardRef, rows: np.ndarray | None = None, order: np.ndarray | None = None
     ) -> ShardData:
@@ -920,8 +942,8 @@ class SplitView:
         """A PyTorch ``IterableDataset`` of collated batches; see :class:`manifests.stream.TorchStream`.
 
         Keyword arguments: ``shuffle, seed, epoch, rank, world_size, drop_last, lanes, block_shards,
-        prefetch_shards, decode_threads, start_batch``. Use it with ``DataLoader(ds, batch_size=None)``,
-        or use :meth:`loader`, which also resumes exactly.
+        prefetch_shards, decode_threads, fetch_threads, start_batch``. Use it with
+        ``DataLoader(ds, batch_size=None)``, or use :meth:`loader`, which also resumes exactly.
         """
         from manifests.stream import TorchStream
 

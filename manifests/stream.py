@@ -312,6 +312,7 @@ class StreamConfig:
     block_shards: int = 1
     prefetch_shards: int = 2
     decode_threads: int = 2
+    fetch_threads: int = 2
     start_batch: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -320,6 +321,7 @@ class StreamConfig:
         _check_positive_int("world_size", self.world_size)
         _check_positive_int("prefetch_shards", self.prefetch_shards)
         _check_positive_int("decode_threads", self.decode_threads)
+        _check_positive_int("fetch_threads", self.fetch_threads)
         if (
             isinstance(self.rank, bool)
             or not isinstance(self.rank, int)
@@ -366,9 +368,9 @@ class BatchStream:
         """Batches this rank yields in the epoch (from ``start_batch``)."""
         return max(0, self.plan().num_batches - self.config.start_batch)
 
-    def _read(self, slot: int, order: np.ndarray) -> _DecodedShard:
+    def _decode(self, slot: int, fetched: Future[dict[str, Any]], order: np.ndarray) -> _DecodedShard:
         ref, _ = self._slots[slot]
-        return _DecodedShard(self.view.read_shard(ref, order=order), order)
+        return _DecodedShard(self.view.decode_shard(ref, fetched.result(), order), order)
 
     def iter_batches(
         self, worker: int = 0, num_workers: int = 1, alloc: Allocator | None = None
@@ -434,23 +436,32 @@ class BatchStream:
                 last_use[s] = j
         schema = self.view.dataset.manifest["schema"]["arrays"]
         arrays, columns = self.view.arrays, self.view.row_columns
+        # fetching (whole files, one GET each) and decoding run in separate pools, so the network
+        # keeps busy while shards decode: on an object store the next shard arrives meanwhile
+        io_pool = ThreadPoolExecutor(max_workers=c.fetch_threads, thread_name_prefix="climb-fetch")
         pool = ThreadPoolExecutor(max_workers=c.decode_threads, thread_name_prefix="climb-decode")
+        fetches: list[Future[dict[str, Any]]] = []
         futures: dict[int, Future[_DecodedShard]] = {}
         ready: dict[int, _DecodedShard] = {}
         next_submit = 0
+
+        def submit_next() -> None:
+            nonlocal next_submit
+            s = first_use[next_submit]
+            fetched = io_pool.submit(self.view.fetch_shard, self._slots[s][0])
+            fetches.append(fetched)
+            futures[s] = pool.submit(self._decode, s, fetched, consume_order[s])
+            next_submit += 1
+
         try:
             for j, codes in enumerate(batches):
                 # keep the next prefetch_shards shards (in first-use order) in flight
                 while next_submit < len(first_use) and len(futures) < c.prefetch_shards + len(needs[j]):
-                    s = first_use[next_submit]
-                    futures[s] = pool.submit(self._read, s, consume_order[s])
-                    next_submit += 1
+                    submit_next()
                 for s in needs[j]:
                     if s not in ready:
                         while s not in futures:  # a batch needing more shards than the window
-                            t = first_use[next_submit]
-                            futures[t] = pool.submit(self._read, t, consume_order[t])
-                            next_submit += 1
+                            submit_next()
                         ready[s] = futures.pop(s).result()
                 parts = [(ready[s], lo, hi, pos) for s, lo, hi, pos in plans[j]]
                 batch = collate(parts, len(codes), arrays, columns, schema, alloc=alloc)
@@ -460,8 +471,9 @@ class BatchStream:
                         del ready[s]
                 yield batch
         finally:
-            for f in futures.values():
+            for f in [*futures.values(), *fetches]:
                 f.cancel()
+            io_pool.shutdown(wait=True, cancel_futures=True)
             pool.shutdown(wait=True, cancel_futures=True)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -499,7 +511,8 @@ def numpy_batches(view: SplitView, batch_size: int, **options: Any) -> Iterator[
         view: the split view to stream.
         batch_size: per-rank batch size.
         **options: :class:`StreamConfig` fields (shuffle, seed, epoch, rank, world_size,
-            drop_last, lanes, block_shards, prefetch_shards, decode_threads, start_batch).
+            drop_last, lanes, block_shards, prefetch_shards, decode_threads, fetch_threads,
+            start_batch).
     """
     return BatchStream(view, StreamConfig(batch_size=batch_size, **options)).iter_batches()
 
@@ -616,7 +629,7 @@ class StreamLoader:
             available).
         prefetch_factor: batches each worker keeps ready.
         **kwargs: :class:`StreamConfig` fields (shuffle, seed, epoch, rank, world_size, drop_last,
-            lanes, block_shards, prefetch_shards, decode_threads).
+            lanes, block_shards, prefetch_shards, decode_threads, fetch_threads).
     """
 
     def __init__(

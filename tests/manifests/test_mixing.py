@@ -110,6 +110,7 @@ def test_mixture_and_single_stream_share_one_definition_of_the_options(views) ->
         "block_shards": 2,
         "prefetch_shards": 3,
         "decode_threads": 1,
+        "fetch_threads": 3,
         "start_batch": 1,
     }
     assert set(options) == {f.name for f in dataclasses.fields(StreamConfig)} - {"batch_size", "extra"}
