@@ -259,6 +259,31 @@ def test_dask_starts_and_closes_its_own_local_cluster(tmp_path: Path) -> None:
             os.kill(pid, 0)
 
 
+def test_dask_local_cluster_is_quiet_and_hands_out_one_task_per_worker_thread() -> None:
+    """The backend's own cluster: no per-task profiler or GIL monitor in the workers, slow ticks,
+    and the scheduler assigns a worker one task per thread (no backlog to steal at the tail)."""
+    import dask
+
+    from pipelines.backends.dask import QUIET_CONFIG, local_cluster
+
+    cluster = local_cluster(BackendOptions(workers=1, max_memory="1GiB"))
+    try:
+        with distributed.Client(cluster, set_as_default=False) as client:
+            settings = client.run(
+                lambda: {
+                    key: dask.config.get(key) for key in QUIET_CONFIG if "worker" in key or "admin" in key
+                }
+            )
+            (worker_settings,) = settings.values()
+            assert worker_settings["distributed.worker.profile.enabled"] is False
+            assert worker_settings["distributed.admin.system-monitor.gil.enabled"] is False
+            assert worker_settings["distributed.admin.tick.interval"] == "1s"
+            assert cluster.scheduler.WORKER_SATURATION == 1.0
+            assert "stealing" not in cluster.scheduler.extensions
+    finally:
+        cluster.close()
+
+
 def test_dask_killed_worker(dask_cluster: distributed.LocalCluster, tmp_path: Path) -> None:
     """SIGKILL a worker process mid-build: Dask reruns its shard elsewhere and counts come out right."""
     plans = make_plans({"train": 6, "val": 2, "test": 2})

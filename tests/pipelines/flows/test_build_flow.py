@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -42,6 +45,12 @@ def test_build_source_flow_builds_then_hits_the_cache(prefect_server, raw_root, 
     # A config change is a new version: no cache hit.
     third = build_source("georgia", out, raw_dir=str(raw_root / "georgia"), config={"items_per_shard": 2})
     assert third["cached"] is False and third["version"] != first["version"]
+
+    # Storage is the truth: a version Prefect remembers but whose files are gone is rebuilt.
+    shutil.rmtree(first["dataset_url"])
+    fourth = build_source("georgia", out, raw_dir=str(raw_root / "georgia"), config=config)
+    assert fourth["cached"] is False and fourth["status"] == "built" and fourth["version"] == first["version"]
+    assert (Path(first["dataset_url"]) / "manifest.json").is_file()
 
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
