@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from manifests.s3get import direct_getter
 from manifests.schema import MANIFEST_FILE, SPLITS
 from manifests.writer import (
     RAGGED_OFFSETS,
@@ -122,18 +123,25 @@ class ShardData:
 
 
 def fetch_shard_files(
-    fs: Any, root: str, ref: ShardRef, rels: Sequence[str], *, verify: bool
+    fs: Any, root: str, ref: ShardRef, rels: Sequence[str], *, verify: bool, getter: Any = None
 ) -> dict[str, bytes]:
     """Whole-file reads of ``rels`` (one GET each, concurrent on async stores); optionally verified.
 
     Local array chunk files larger than :data:`MMAP_MIN_BYTES` are memory-mapped instead of read:
-    the decoder then reads the page cache directly, saving one copy of every byte.
+    the decoder then reads the page cache directly, saving one copy of every byte. ``getter``
+    (a :class:`manifests.s3get.S3Getter`) does S3 GETs with botocore's synchronous client instead
+    of the filesystem's.
     """
     paths = [f"{root}/{rel}" for rel in rels]
     if is_local(fs):
         return {rel: _read_local(path, ref, rel, verify) for rel, path in zip(rels, paths, strict=True)}
     try:
-        blobs = fs.cat(paths, on_error="raise") if len(paths) > 1 else {paths[0]: fs.cat_file(paths[0])}
+        if getter is not None:
+            blobs = {path: getter.get(path) for path in paths}
+        elif len(paths) > 1:
+            blobs = fs.cat(paths, on_error="raise")
+        else:
+            blobs = {paths[0]: fs.cat_file(paths[0])}
     except FileNotFoundError as exc:
         raise ShardIntegrityError(
             f"shard {ref.name}: a file listed in the manifest is missing: {exc}"
@@ -582,6 +590,7 @@ class Dataset:
         self.storage_options = dict(storage_options or {})
         self._verified: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
+        self._getter = direct_getter(fs, self.storage_options)  # bulk S3 GETs through botocore
         by_split: dict[str, list[dict[str, Any]]] = {}
         for rec in manifest["shards"]:
             by_split.setdefault(rec["split"], []).append(rec)
@@ -674,7 +683,7 @@ class Dataset:
         verify = self.needs_verify(ref)
         want_rows = columns is None or len(columns) > 0
         rels = [*ref.array_files(), ref.files["rows"]] if verify else files_for(ref, arrays, want_rows)
-        files = fetch_shard_files(self.fs, self.root, ref, rels, verify=verify)
+        files = fetch_shard_files(self.fs, self.root, ref, rels, verify=verify, getter=self._getter)
         if verify:
             self.mark_verified(ref)
         return files

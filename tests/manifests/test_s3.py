@@ -81,3 +81,36 @@ def test_s3_without_manifest_is_absent_and_tampering_is_caught(s3_options: dict)
     fs.pipe_file(f"climb/tamper/v1/{victim}", bytes(data))
     with pytest.raises(ShardIntegrityError, match=f"shard train/00000: file {victim}"):
         list(open_dataset(url, storage_options=s3_options, verify=True).split("train"))
+
+
+def test_s3_bulk_gets_go_through_botocore_and_match_the_s3fs_path(s3_options: dict) -> None:
+    import s3fs
+
+    from manifests.s3get import S3Getter
+
+    url = "s3://climb/direct/v1"
+    samples = make_samples(10, "train")
+    write_and_publish(url, {("train", 0): samples[:6], ("train", 1): samples[6:]}, storage_options=s3_options)
+    direct = open_dataset(url, storage_options=s3_options)
+    assert isinstance(direct._getter, S3Getter)
+    # an option this module does not translate keeps the s3fs path for everything
+    fallback = open_dataset(url, storage_options={**s3_options, "default_block_size": 1 << 20})
+    assert fallback._getter is None
+
+    def stream(ds) -> list[tuple[str, bytes]]:
+        return [
+            (sid, sig.tobytes())
+            for b in ds.split("train").numpy_batches(3, seed=2)
+            for sid, sig in zip(b["sample_id"], b["signal"], strict=True)
+        ]
+
+    got = stream(direct)
+    assert got == stream(fallback)
+    by_id = {s.sample_id: s.arrays["signal"].tobytes() for s in samples}
+    assert sorted(got) == sorted(by_id.items())
+    # a shard file gone from the bucket is reported by the botocore path as missing
+    ref = direct.shards("train")[1]
+    chunk = next(p for p in ref.array_files() if "/signal/c/" in p)
+    s3fs.S3FileSystem(**s3_options).rm_file(f"climb/direct/v1/{chunk}")
+    with pytest.raises(ShardIntegrityError, match="a file listed in the manifest is missing"):
+        open_dataset(url, storage_options=s3_options).split("train").read_shard(ref)
