@@ -33,7 +33,7 @@ fresh process with no server (Prefect's ephemeral mode, what ``climb flow run`` 
 flow's time against the running server (``..._new_home_s``: the first run in a fresh
 ``PREFECT_HOME``, which also creates and migrates the SQLite database; without: the next run).
 
-Usage (full size; ~25 min on 2 quiet cores)::
+Usage (full size; about 15-20 min on 2 quiet cores)::
 
     .venv/bin/python benchmarks/scale_ecg.py --records 20000 --repeats 2
 

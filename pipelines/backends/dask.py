@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
     from pipelines.stages.plan import ShardPlan
 
 __all__ = ["QUIET_CONFIG", "local_cluster", "map_shards"]
+
+log = logging.getLogger(__name__)
 
 #: Dask settings for batch builds on a ``LocalCluster`` (see the module docstring). Applied
 #: around the cluster's start, so the nannies hand them to their worker processes; an existing
@@ -122,7 +125,14 @@ def _connect(options: BackendOptions) -> Iterator[distributed.Client]:
         with distributed.Client(options.dask_address, set_as_default=False) as client:
             yield client
         return
+    started = time.perf_counter()
     cluster = local_cluster(options)
+    log.info(
+        "dask: LocalCluster of %d worker(s) started in %.1f s (%s)",
+        options.worker_count,
+        time.perf_counter() - started,
+        cluster.scheduler_address,
+    )
     try:
         with dask.config.set(QUIET_CONFIG), distributed.Client(cluster, set_as_default=False) as client:
             yield client
