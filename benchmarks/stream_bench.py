@@ -1,10 +1,14 @@
 """Streaming throughput: this reader vs MosaicML Streaming (MDS), WebDataset, the CLIMB way, the ceiling.
 
-Corpora (synthetic, :mod:`stream_corpus`): ECG int16 (12, 5000) and grey images uint8 (512, 512),
-written once per format from the same arrays:
+Corpora (synthetic, :mod:`stream_corpus`): ECG int16 (12, 5000) and chest-radiograph-like grey
+images uint8 (512, 512), generated once and written in every format from the same arrays, so every
+reader reads identical samples:
 
-* ``climb-etl``: this project's format (``manifests.writer``, default :data:`DEFAULT_FORMAT`,
-  ~64 MB shards), read with :class:`manifests.stream.StreamLoader` (shuffled, elastic order);
+* ``climb-etl``: this project's format (``manifests.writer``, default :data:`DEFAULT_FORMAT`:
+  blosc-lz4 for ECG, delta + zstd-1 for pixels; ~64 MB shards), read with
+  :class:`manifests.stream.StreamLoader` (shuffled, elastic order) with 2 DataLoader workers;
+* ``climb-etl-threads``: the same loader in-process (``num_workers=0``): 2 decode threads and 2
+  fetch threads, the same 2-core budget;
 * ``mds``: MosaicML Streaming ``MDSWriter`` (``ndarray`` column, ``compression="zstd"``, 64 MB
   shards), read with ``StreamingDataset(shuffle=True)`` + ``DataLoader``. Locally MDS decompresses
   each shard into its cache on first use; the timed local runs read that cache (a prior untimed
@@ -21,14 +25,16 @@ written once per format from the same arrays:
 Every reader: 2 DataLoader workers (``--workers``), batch 64, one full epoch (or ``--max-seconds``).
 Reported: samples/s, MB/s of decoded sample bytes, peak RSS of the process tree (psutil, sampled
 every 50 ms). Local runs are repeated with a warm and a cold page cache (``echo 3 >
-/proc/sys/vm/drop_caches``, needs root). S3 runs use moto's server on loopback with a subset of
-the corpora (moto keeps objects in memory).
+/proc/sys/vm/drop_caches``, needs root). S3 runs use moto's server on loopback, in its own process
+(as an object store is), with a subset of the corpora (moto keeps objects in memory).
 
 MosaicML Streaming imports ``transformers``/``torchvision`` at import time for its text/vision
 dataset classes, which this benchmark does not use; when they are not installed a stub module
 stands in for them (see :func:`_stub_optional_imports`) so torch is not replaced.
 
-Run: ``.venv/bin/python benchmarks/stream_bench.py [--quick]`` → ``benchmarks/results/stream.json``.
+Run: ``.venv/bin/python benchmarks/stream_bench.py`` (full size: 20,000 ECG + 5,000 images locally,
+4,000 + 1,000 from S3) → ``benchmarks/results/stream.json``; ``--quick`` for a smoke run. Built
+corpora are cached under ``--workdir`` and reused while the generators and the format are unchanged.
 """
 
 from __future__ import annotations
