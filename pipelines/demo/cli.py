@@ -50,6 +50,8 @@ def demo_command(
     if result.report:
         console.print(f"report: {result.report}")
     console.print(f"datasets: {result.out / 'built'}")
+    if result.timings:
+        console.print("time: " + ", ".join(f"{stage} {s:.0f} s" for stage, s in result.timings.items()))
     for failure in result.failures:
         console.print(f"[red]failed:[/] {failure}")
     if not result.ok:

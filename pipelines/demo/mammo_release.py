@@ -225,7 +225,7 @@ def write_cbis_ddsm_release(
     for n in range(n_cases):
         kind = "Mass" if n % 2 == 0 else "Calc"
         subset = "Test" if n % 4 == 3 else "Training"
-        patient = f"P_{int(rng.integers(1, 2000)):05d}"
+        patient = f"P_{1 + 7 * n + int(rng.integers(0, 7)):05d}"  # unique per case
         side, view = ("LEFT", "RIGHT")[n % 2 == 1], ("CC", "MLO")[(n // 2) % 2]
         series_name = f"{kind}-{subset}_{patient}_{side}_{view}"
         first, last = person(rng)

@@ -24,7 +24,9 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -263,24 +265,64 @@ def shared_dask_cluster(backend: str, workers: int) -> Iterator[str | None]:
     if backend != "dask":
         yield None
         return
-    from distributed import Client, LocalCluster
+    from distributed import Client, LocalCluster, fire_and_forget
 
-    with (
-        LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            memory_limit="4GiB",
-            silence_logs=logging.WARNING,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        # import the transform path in the workers now, while the main process fetches
-        client.run(_warm_worker, wait=False)
-        yield cluster.scheduler_address
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    with LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        memory_limit="4GiB",
+        silence_logs=logging.WARNING,
+    ) as cluster:
+        # not the default client, not a context manager: this may be entered and left on
+        # different threads (BackgroundCluster)
+        client = Client(cluster, set_as_default=False)
+        try:
+            # import the transform path in the workers now, while the main process fetches
+            for worker in client.scheduler_info()["workers"]:
+                fire_and_forget(client.submit(_warm_worker, workers=[worker], pure=False))
+            yield cluster.scheduler_address
+        finally:
+            client.close()
         logging.getLogger("distributed").setLevel(logging.WARNING)  # Prefect's setup lowered it
+
+
+class BackgroundCluster:
+    """:func:`shared_dask_cluster` entered in a background thread: its worker processes start
+    (and import the transform path) while the main process generates and fetches."""
+
+    def __init__(self, backend: str, workers: int) -> None:
+        self._context = shared_dask_cluster(backend, workers)
+        self._entered = False
+        self.address: str | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._enter, name="dask-cluster-start", daemon=True)
+
+    def _enter(self) -> None:
+        try:
+            self.address = self._context.__enter__()
+            self._entered = True
+        except BaseException as exc:  # re-raised by wait()
+            self.error = exc
+
+    def start(self) -> BackgroundCluster:
+        self._thread.start()
+        return self
+
+    def wait(self) -> str | None:
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.address
+
+    def close(self) -> None:
+        self._thread.join()
+        if self._entered:
+            self._entered = False
+            self._context.__exit__(None, None, None)
 
 
 def _warm_worker() -> None:
@@ -513,6 +555,7 @@ def run_demo(
         os.environ["CLIMB_DEID_SECRET"] = secrets.token_hex(32)
         console.print("demo: CLIMB_DEID_SECRET not set; using a random one-off secret for this run")
 
+    warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3")
     prefect_server = EphemeralPrefectServer(out / ".prefect" / "server.log").start()
     try:
         return _run(out, chosen, backend, workers, records, report, prefect_server, timings, lap, started)
@@ -532,60 +575,78 @@ def _run(
     lap: Any,
     started: float,
 ) -> DemoResult:
-    with console.status("demo: generating the raw releases (first run only)...") as status:
-        root = prepare_mirror(
-            records,
-            chosen,
-            workers=workers,
-            on_progress=lambda done: status.update(f"demo: generated {done}..."),
+    cluster = BackgroundCluster(backend, workers).start()
+    try:
+        return _run_with_cluster(
+            out, chosen, backend, workers, records, report, prefect_server, cluster, timings, lap, started
         )
+    finally:
+        cluster.close()
+
+
+def _run_with_cluster(
+    out: Path,
+    chosen: tuple[str, ...],
+    backend: str,
+    workers: int,
+    records: int,
+    report: bool,
+    prefect_server: EphemeralPrefectServer,
+    cluster: BackgroundCluster,
+    timings: dict[str, float],
+    lap: Any,
+    started: float,
+) -> DemoResult:
+    # generated in this process: the Prefect server and the Dask workers start on the other core
+    with console.status("demo: generating the raw releases (first run only)..."):
+        root = prepare_mirror(records, chosen, workers=1)
     lap("generate")
     raw_root = out / "raw"
     fetches: dict[str, dict[str, Any]] = {}
     failures: list[str] = []
     kinds = {SPEC[s].host for s in chosen}
-    with ExitStack() as stack:
-        address = stack.enter_context(shared_dask_cluster(backend, workers))
-        lap("dask_cluster")
-        with running_mirrors(root, kinds) as mirrors:
-            hosts = ", ".join(sorted(HOST_LABELS[k] for k in kinds))
-            console.print(f"demo: mirror serving {hosts} on loopback (one-off credentials)")
-            with (
-                console.status(f"demo: fetching {len(chosen)} sources over their hosts' protocols..."),
-                ThreadPoolExecutor(4) as pool,
-            ):
-                futures = {s: pool.submit(fetch_demo_source, s, root, raw_root, mirrors) for s in chosen}
-                for source, future in futures.items():
-                    try:
-                        fetches[source] = future.result()
-                    except Exception as exc:
-                        failures.append(f"{source}: fetch failed: {type(exc).__name__}: {exc}")
-        lap("fetch")
-        prefect_server.wait()
-        lap("prefect_server_wait")
-        fetched = [s for s in chosen if s in fetches]
-        summaries: dict[str, dict[str, Any]] = {}
-        options: dict[str, Any] = {"backend": backend, "workers": workers}
-        if address:
-            options["dask_address"] = address
-        if fetched:
-            from pipelines.flows.build import build_corpus
-
-            with console.status(
-                f"demo: Prefect build_corpus over {len(fetched)} sources ({backend} backend)..."
-            ):
+    summaries: dict[str, dict[str, Any]] = {}
+    fetch_log = logging.getLogger("climb.fetch")
+    fetch_level = fetch_log.level
+    fetch_log.setLevel(logging.WARNING)  # the summary says what was fetched; errors still show
+    with running_mirrors(root, kinds) as mirrors:
+        hosts = ", ".join(sorted(HOST_LABELS[k] for k in kinds))
+        console.print(f"demo: mirror serving {hosts} on loopback (one-off credentials)")
+        with (
+            console.status(f"demo: fetching {len(chosen)} sources over their hosts' protocols..."),
+            ThreadPoolExecutor(4) as pool,
+        ):
+            futures = {s: pool.submit(fetch_demo_source, s, root, raw_root, mirrors) for s in chosen}
+            for source, future in futures.items():
                 try:
-                    summaries = build_corpus(
-                        str(out / "built"),
-                        sources=fetched,
-                        raw_root=str(raw_root),
-                        config={"items_per_shard": 64},
-                        options=options,
-                    )
-                except Exception as exc:  # the flow's own message names each failed source
-                    failures.append(str(exc))
-        lap("build_corpus")
-    lap("dask_close")
+                    fetches[source] = future.result()
+                except Exception as exc:
+                    failures.append(f"{source}: fetch failed: {type(exc).__name__}: {exc}")
+    fetch_log.setLevel(fetch_level)
+    lap("fetch")
+    address = cluster.wait()
+    lap("dask_cluster_wait")
+    prefect_server.wait()
+    lap("prefect_server_wait")
+    fetched = [s for s in chosen if s in fetches]
+    options: dict[str, Any] = {"backend": backend, "workers": workers}
+    if address:
+        options["dask_address"] = address
+    if fetched:
+        from pipelines.flows.build import build_corpus
+
+        with console.status(f"demo: Prefect build_corpus over {len(fetched)} sources ({backend} backend)..."):
+            try:
+                summaries = build_corpus(
+                    str(out / "built"),
+                    sources=fetched,
+                    raw_root=str(raw_root),
+                    config={"items_per_shard": 64},
+                    options=options,
+                )
+            except Exception as exc:  # the flow's own message names each failed source
+                failures.append(str(exc))
+    lap("build_corpus")
     streams: dict[str, StreamCheck] = {}
     for source, summary in summaries.items():
         streams[source] = stream_epoch(summary["dataset_url"], source)
