@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -52,7 +53,9 @@ def release(n: int) -> Path:
     return root
 
 
-def sample_tree_rss(proc: psutil.Process, stop: threading.Event, peaks: dict[str, int]) -> None:
+def sample_tree_rss(proc: psutil.Process, stop: threading.Event, peaks: dict[str, Any]) -> None:
+    """Peak RSS of the tree (sum and largest process) and the CPU seconds each process used."""
+    cpu: dict[int, float] = {}
     while not stop.is_set():
         try:
             procs = [proc, *proc.children(recursive=True)]
@@ -60,14 +63,17 @@ def sample_tree_rss(proc: psutil.Process, stop: threading.Event, peaks: dict[str
             for p in procs:
                 with contextlib.suppress(psutil.Error):
                     rss.append(p.memory_info().rss)
+                    times = p.cpu_times()
+                    cpu[p.pid] = times.user + times.system  # children are sampled themselves
             peaks["sum"] = max(peaks.get("sum", 0), sum(rss))
             peaks["max_process"] = max(peaks.get("max_process", 0), max(rss, default=0))
+            peaks["cpu_seconds"] = sum(cpu.values())
         except psutil.Error:
             pass
         stop.wait(0.05)
 
 
-def run_measured(code: str) -> tuple[dict, dict[str, int]]:
+def run_measured(code: str) -> tuple[dict, dict[str, Any]]:
     """Run ``code`` in a fresh interpreter; it prints one JSON line last. Returns it and peak RSS."""
     env = {
         **os.environ,
@@ -82,7 +88,7 @@ def run_measured(code: str) -> tuple[dict, dict[str, int]]:
         cwd=ROOT,
     )
     stop = threading.Event()
-    peaks: dict[str, int] = {}
+    peaks: dict[str, Any] = {}
     sampler = threading.Thread(
         target=sample_tree_rss, args=(psutil.Process(proc.pid), stop, peaks), daemon=True
     )
@@ -99,13 +105,22 @@ BUILD = """
 import json, time
 from pipelines.stages.build import build_source, BuildConfig
 from pipelines.backends import BackendOptions, get_backend
-backend = {backend!r}
-t = time.perf_counter()
-r = build_source("georgia", {raw!r}, {out!r}, BuildConfig(items_per_shard=512),
-                 map_shards=None if backend == "local" else get_backend(backend),
-                 backend_options=None if backend == "local" else BackendOptions(workers={workers}, max_memory="4GiB"))
-print(json.dumps({{"seconds": time.perf_counter() - t, "items": r.items_in, "samples": r.samples_out,
-                  "quarantined": r.quarantined, "bytes": r.bytes}}))
+if __name__ == "__main__":
+    backend = {backend!r}
+    startup, options = 0.0, None
+    t = time.perf_counter()
+    if backend == "dask":  # the cluster is started apart, so its start-up is reported apart
+        from pipelines.backends.dask import local_cluster
+        cluster = local_cluster(BackendOptions(workers={workers}, max_memory="4GiB"))
+        options = BackendOptions(workers={workers}, dask_address=cluster.scheduler_address)
+        startup = time.perf_counter() - t
+    t_build, c_build = time.perf_counter(), time.process_time()
+    r = build_source("georgia", {raw!r}, {out!r}, BuildConfig(items_per_shard=512),
+                     map_shards=None if backend == "local" else get_backend(backend), backend_options=options)
+    build = time.perf_counter() - t_build
+    print(json.dumps({{"seconds": startup + build, "build_seconds": build, "startup_seconds": startup,
+                      "client_cpu_seconds": time.process_time() - c_build, "items": r.items_in,
+                      "samples": r.samples_out, "quarantined": r.quarantined, "bytes": r.bytes}}))
 """
 
 BASELINE = """
@@ -144,13 +159,16 @@ def main() -> None:
                 ("baseline wfdb.rdrecord (2 processes)", BASELINE, "-", 2),
             ]
         for name, template, backend, workers in configs:
-            runs = []
+            runs, build_runs, startups, cpu_ms = [], [], [], []
             peaks_sum, peaks_max = [], []
             for _ in range(args.repeats):
                 with tempfile.TemporaryDirectory(prefix="climb-bench-") as out:
                     code = template.format(raw=str(raw), out=out, backend=backend, workers=workers)
                     result, peaks = run_measured(code)
                 runs.append(result["items"] / result["seconds"])
+                build_runs.append(result["items"] / result.get("build_seconds", result["seconds"]))
+                startups.append(result.get("startup_seconds", 0.0))
+                cpu_ms.append(1e3 * peaks.get("cpu_seconds", 0.0) / result["items"])
                 peaks_sum.append(peaks.get("sum", 0))
                 peaks_max.append(peaks.get("max_process", 0))
             rows.append(
@@ -159,12 +177,19 @@ def main() -> None:
                     "config": name,
                     "records_per_s_median": statistics.median(runs),
                     "records_per_s_runs": runs,
+                    # Dask: without the LocalCluster's start-up (reported beside it)
+                    "build_records_per_s_median": statistics.median(build_runs),
+                    "cluster_startup_s_median": statistics.median(startups),
+                    # user + system CPU of the whole process tree, per record (load-insensitive)
+                    "tree_cpu_ms_per_record_median": statistics.median(cpu_ms),
                     "peak_rss_tree_mb_median": statistics.median(peaks_sum) / 2**20,
                     "peak_rss_largest_process_mb_median": statistics.median(peaks_max) / 2**20,
+                    "load_avg_1min_after": os.getloadavg()[0],
                 }
             )
             print(
-                f"{n:>6} {name:<38} {statistics.median(runs):>8.0f} rec/s   "
+                f"{n:>6} {name:<38} {statistics.median(runs):>8.0f} rec/s "
+                f"(build {statistics.median(build_runs):.0f}, CPU {statistics.median(cpu_ms):.2f} ms/rec)  "
                 f"peak RSS tree {statistics.median(peaks_sum) / 2**20:>7.0f} MB, largest process "
                 f"{statistics.median(peaks_max) / 2**20:>6.0f} MB",
                 flush=True,
