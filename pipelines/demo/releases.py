@@ -2,7 +2,7 @@
 manifest names, generated once and cached.
 
 Layout of the cache folder (``$CLIMB_CACHE_DIR`` or ``~/.cache/climb-etl``, then
-``demo-mirror-v4-<records>/``), one folder per protocol the embedded mirror speaks:
+``demo-mirror-v5-<records>/``), one folder per protocol the embedded mirror speaks:
 
 * ``physionet/``: PhysioNet projects (``challenge-2021/1.0.3`` for the four CinC ECG sources,
   ``vindr-cxr/1.0.0``, ``mimic-cxr-jpg/2.0.0``, ``vindr-mammo/1.0.0``), each with its
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MIRROR_VERSION = "demo-mirror-v4"
+MIRROR_VERSION = "demo-mirror-v5"
 
 #: The S3 bucket and prefix of PhysioNet's open data on AWS (Registry of Open Data).
 PHYSIONET_OPEN_BUCKET = "physionet-open"
@@ -145,6 +145,9 @@ def _gen_ecg(tmp: Path, sources: Sequence[str], records: int) -> dict[str, list[
                 "split": "",
                 "identifiers": [r.record, r.patient_name, r.mrn],
                 "dates": [r.recorded.strftime("%Y%m%d")],
+                # the shifted dates of other records can fall on this day: search the date with
+                # its time of day (kept by whole-week shifts, so never equal after a shift)
+                "datetimes": [r.recorded.strftime("%Y-%m-%dT%H:%M"), r.recorded.strftime("%Y-%m-%d %H:%M")],
             }
             for r in written
         ]
@@ -202,7 +205,8 @@ def _gen_image(tmp: Path, source: str, records: int) -> dict[str, list[dict[str,
         shutil.rmtree(staging)
     else:
         raise ValueError(f"no demo generator for {source!r}")
-    return {source: [item.to_json() for item in release.planted]}
+    skipped = [{**item.to_json(), "skipped": True} for item in release.skipped]  # not items by design
+    return {source: [*(item.to_json() for item in release.items), *skipped]}
 
 
 def _generate_group(tmp: str, group: Sequence[str], records: int) -> dict[str, list[dict[str, Any]]]:
