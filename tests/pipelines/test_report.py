@@ -28,9 +28,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from manifests.publish import publish_dataset
-from manifests.schema import MANIFEST_FILE, QuarantineRecord, Sample
+from manifests.schema import MANIFEST_FILE, QuarantineRecord, Sample, load_source_manifest
 from manifests.writer import write_shard
 from pipelines.cli_report import report_command
+from pipelines.demo import cxr_release as cxr
+from pipelines.demo import mammo_release as mammo
 from pipelines.demo.ecg_release import write_cinc_release
 from pipelines.report import (
     ReportError,
@@ -180,15 +182,41 @@ def write_synthetic_dataset(out: Path | str, source: str, *, with_pointer: bool)
     return manifest
 
 
+#: The demo's 2D sources, each written by its demo release generator (small) and built for real.
+IMAGE_SOURCES = {
+    "vindr_cxr": lambda raw: cxr.write_vindr_cxr_release(raw, 3, seed=1, sizes=((150, 128),)),
+    "chexpert": lambda raw: cxr.write_chexpert_release(raw, 2, seed=2, valid_patients=1, sizes=((150, 128),)),
+    "mimic_cxr": lambda raw: cxr.write_mimic_cxr_release(raw, 2, seed=3, sizes=((150, 128),)),
+    "covid19_xray": lambda raw: cxr.write_covid19_xray_release(raw, 1, seed=4, size=(128, 150)),
+    "coronahack": lambda raw: cxr.write_coronahack_release(raw, 1, seed=5, size=(128, 150)),
+    "vindr_mammo": lambda raw: mammo.write_vindr_mammo_release(raw, 1, seed=6, size=(160, 128)),
+    "cmmd": lambda raw: mammo.write_cmmd_release(raw, raw, 2, seed=7, size=(160, 128)),
+    "cbis_ddsm": lambda raw: mammo.write_cbis_ddsm_release(raw, raw, 2, seed=8, size=(160, 128)),
+}
+
+
+def build_image_source(source: str, base: Path, out: Path) -> None:
+    """Generate ``source``'s small demo release and build it at 192 pixels a side (not the
+    manifest's 1024-2048: the report is what is tested here)."""
+    raw = base / f"raw-{source}"
+    IMAGE_SOURCES[source](raw)
+    manifest = load_source_manifest(source)
+    manifest = manifest.model_copy(update={"canonical": {**manifest.canonical, "long_side_px": 192}})
+    build_source(manifest, str(raw), str(out), BuildConfig(items_per_shard=4))
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two built ECG sources (CinC releases through the real build) and four synthetic datasets."""
+    """Two built ECG sources (CinC releases through the real build), the demo's eight 2D sources
+    (their demo releases through the real build) and four synthetic datasets."""
     base = tmp_path_factory.mktemp("report")
     out = base / "out"
     write_cinc_release(base / "raw-georgia", "georgia", 12, seed=1)
     build_source("georgia", str(base / "raw-georgia"), str(out), BuildConfig(items_per_shard=4))
     write_cinc_release(base / "raw-cpsc", "cpsc2018", 6, seed=2, durations_s=(6, 30))
     build_source("cpsc2018", str(base / "raw-cpsc"), str(out), BuildConfig(items_per_shard=4))
+    for source in IMAGE_SOURCES:
+        build_image_source(source, base, out)
     for k, source in enumerate(SYNTHETIC):
         write_synthetic_dataset(out, source, with_pointer=k % 2 == 0)
     return out
@@ -283,7 +311,7 @@ def test_chromium_loads_every_image_and_shows_the_manifest_counts(
     corpus: Path, report: Path, tmp_path: Path
 ) -> None:
     manifests = manifests_on_disk(corpus)
-    assert set(manifests) == {"georgia", "cpsc2018", *SYNTHETIC}
+    assert set(manifests) == {"georgia", "cpsc2018", *IMAGE_SOURCES, *SYNTHETIC}
     proc = run_chromium(["--virtual-time-budget=5000", "--dump-dom", report.as_uri()], tmp_path / "profile")
     assert proc.returncode == 0, proc.stderr[-2000:]
     page = parse_page(proc.stdout)
@@ -376,6 +404,10 @@ def test_each_modality_gets_its_pictures(report: Path, corpus: Path) -> None:
         assert len(traces) == 3, alts(ecg)
         assert "value histograms of signal" in alts(ecg)
         assert "label distribution of superclasses" in alts(ecg)
+    for source in IMAGE_SOURCES:  # the demo's radiographs and mammograms: thumbnails and labels
+        assert "image thumbnails" in alts(source), (source, alts(source))
+        assert "value histograms of image" in alts(source), (source, alts(source))
+        assert any(a.startswith("label distribution of ") for a in alts(source)), (source, alts(source))
     assert "image thumbnails" in alts("synthetic_xray")
     assert "image thumbnails" in alts("synthetic_derm")
     assert "label distribution of label" in alts("synthetic_xray")
@@ -483,8 +515,10 @@ def test_cli_writes_the_report(corpus: Path, tmp_path: Path) -> None:
     dest = tmp_path / "cli.html"
     result = CliRunner().invoke(app, [str(corpus), "--dest", str(dest), "--samples", "1"])
     assert result.exit_code == 0, result.output
-    assert dest.exists() and "report of 6 sources" in " ".join(result.output.split())
-    assert dest.read_text().count('<section class="source"') == 6
+    n = len(manifests_on_disk(corpus))
+    assert n == 2 + len(IMAGE_SOURCES) + len(SYNTHETIC)
+    assert dest.exists() and f"report of {n} sources" in " ".join(result.output.split())
+    assert dest.read_text().count('<section class="source"') == n
     empty = CliRunner().invoke(app, [str(tmp_path / "nothing")])
     assert empty.exit_code == 2 and "no built dataset" in " ".join(empty.output.split())
 
