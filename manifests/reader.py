@@ -452,6 +452,9 @@ def decode_sharded_rows(
         if encoded is None:
             out[dest] = 0
             continue
+        if take == 1 and b - a == 1:  # one sample in the chunk (e.g. an image): decode in place
+            lay.decode_into(encoded, out[int(dest[0])].reshape(-1).view(np.uint8))
+            continue
         lay.decode_into(encoded, scratch[: take * row_bytes])
         if b - a == 1:
             out[int(dest[0])] = rows_view[int(local[0])]

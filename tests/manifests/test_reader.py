@@ -246,20 +246,22 @@ def test_prefix_sum_wraps_like_numpy_with_and_without_torch(
     np.testing.assert_array_equal(without, want)
 
 
+@pytest.mark.parametrize("per_chunk", [4, 1])
 @pytest.mark.parametrize("compression", ["none", "blosc-lz4", "delta-zstd"])
-def test_ordered_decode_places_each_asked_sample_at_its_position(compression: str) -> None:
+def test_ordered_decode_places_each_asked_sample_at_its_position(compression: str, per_chunk: int) -> None:
     """decode_sharded_rows(order) == the whole array taken at order, for any order (repeats too),
-    with several samples per inner chunk and a partial last chunk."""
+    with several samples per inner chunk and a partial last chunk, or one sample per chunk."""
     import json
 
     from manifests.reader import decode_sharded_array, decode_sharded_rows
     from manifests.writer import ShardFormat, encode_shard
 
-    samples = make_samples(23, signal_shape=(3, 40))  # int16 3x40 = 240 B; 1000 B chunks: 4 a chunk
-    files = encode_shard("train", 0, samples, fmt=ShardFormat(compression, 3, inner_chunk_bytes=1000))
+    samples = make_samples(23, signal_shape=(3, 40))  # int16 3x40 = 240 B a sample
+    fmt = ShardFormat(compression, 3, inner_chunk_bytes=1000 if per_chunk == 4 else 240)
+    files = encode_shard("train", 0, samples, fmt=fmt)
     prefix = "arrays/train.zarr/00000/signal"
     meta = json.loads(files[f"{prefix}/zarr.json"])
-    assert meta["codecs"][0]["configuration"]["chunk_shape"][0] == 4
+    assert meta["codecs"][0]["configuration"]["chunk_shape"][0] == per_chunk
     shard = files[f"{prefix}/c/0/0/0"]
     whole = decode_sharded_array(meta, shard)
     np.testing.assert_array_equal(whole, np.stack([s.arrays["signal"] for s in samples]))
