@@ -70,6 +70,9 @@ from stream_corpus import CORPUS_VERSION, ECG_SHAPE, IMAGE_SHAPE, make_ecg, make
 
 BATCH = 64
 SHARD_BYTES = 64 << 20
+#: The format "climb-etl" is written in: ``manifests.writer.DEFAULT_FORMAT`` unless ``--image-codec``
+#: picks another codec for pixel arrays (to compare both on the same machine); set in :func:`main`.
+FORMAT: Any = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,9 +186,11 @@ def build(kind: str, n: int, out: Path) -> Path:
     from manifests.schema import Sample
     from manifests.writer import DEFAULT_FORMAT, write_shard
 
-    base = out / f"{kind}-{n}"
+    fmt = FORMAT or DEFAULT_FORMAT
+    tag = "" if fmt == DEFAULT_FORMAT else f"-{fmt.image_compression}"
+    base = out / f"{kind}-{n}{tag}"
     done = base / "done.json"
-    identity = {"corpus_version": CORPUS_VERSION, "format": DEFAULT_FORMAT.to_dict()}
+    identity = {"corpus_version": CORPUS_VERSION, "format": fmt.to_dict()}
     if done.exists() and {k: json.loads(done.read_text()).get(k) for k in identity} == identity:
         return base  # the same samples in the same format: reuse
     shutil.rmtree(base, ignore_errors=True)
@@ -208,7 +213,9 @@ def build(kind: str, n: int, out: Path) -> Path:
         sid = f"{kind}{i:08d}"
         pending.append(Sample(sid, f"p{i}", "train", {"x": x}, {"label": i % 5}))
         if len(pending) == per_shard:
-            records.append(write_shard(str(base / "ours"), "train", len(records), pending, source=kind))
+            records.append(
+                write_shard(str(base / "ours"), "train", len(records), pending, source=kind, fmt=fmt)
+            )
             pending = []
         mds.write({"x": x})
         tar.write({"__key__": sid, "npy": x})
@@ -217,7 +224,7 @@ def build(kind: str, n: int, out: Path) -> Path:
         else:
             Image.fromarray(x).save(base / "climb" / f"{sid}.jpg", format="JPEG", quality=90)
     if pending:
-        records.append(write_shard(str(base / "ours"), "train", len(records), pending, source=kind))
+        records.append(write_shard(str(base / "ours"), "train", len(records), pending, source=kind, fmt=fmt))
     mds.finish()
     tar.close()
     publish_dataset(
@@ -588,7 +595,22 @@ def main() -> None:
         "--skip-local", action="store_true", help="S3 runs only; keep the local rows already in --out"
     )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "stream.json"))
+    parser.add_argument(
+        "--image-codec",
+        default=None,
+        help="codec for pixel arrays instead of the default format's (e.g. blosc-lz4: raw-speed decode, "
+        "2x the bytes); the corpus is then built separately",
+    )
     args = parser.parse_args()
+    global FORMAT
+    from dataclasses import replace
+
+    from manifests.writer import DEFAULT_FORMAT
+
+    FORMAT = DEFAULT_FORMAT
+    if args.image_codec:
+        level = 1 if "zstd" in args.image_codec else 5
+        FORMAT = replace(DEFAULT_FORMAT, image_compression=args.image_codec, image_level=level)
     if args.quick:
         args.ecg, args.images, args.s3_ecg, args.s3_images = 2_000, 500, 1_000, 250
     work = Path(args.workdir)
@@ -636,8 +658,6 @@ def main() -> None:
     _stub_optional_imports()
     import streaming
 
-    from manifests.writer import DEFAULT_FORMAT
-
     load = os.getloadavg()
     result = {
         "benchmark": "stream",
@@ -662,7 +682,7 @@ def main() -> None:
             "shard_bytes": SHARD_BYTES,
             "quick": args.quick,
             "max_seconds": args.max_seconds,
-            "format": DEFAULT_FORMAT.to_dict(),
+            "format": FORMAT.to_dict(),
         },
         "corpora": builds,
         "rows": rows,
