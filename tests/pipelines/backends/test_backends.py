@@ -259,13 +259,18 @@ def test_dask_starts_and_closes_its_own_local_cluster(tmp_path: Path) -> None:
             os.kill(pid, 0)
 
 
-def test_dask_local_cluster_is_quiet_and_hands_out_one_task_per_worker_thread() -> None:
+def test_dask_local_cluster_is_quiet_and_hands_out_one_task_per_worker_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The backend's own cluster: no per-task profiler or GIL monitor in the workers, slow ticks,
-    and the scheduler assigns a worker one task per thread (no backlog to steal at the tail)."""
+    glibc's adaptive allocator (no MALLOC_TRIM_THRESHOLD_), and the scheduler assigns a worker one
+    task per thread (no backlog to steal at the tail)."""
     import dask
 
     from pipelines.backends.dask import QUIET_CONFIG, local_cluster
 
+    # Another nanny in this test process (the module's cluster) exports Dask's default here.
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     cluster = local_cluster(BackendOptions(workers=1, max_memory="1GiB"))
     try:
         with distributed.Client(cluster, set_as_default=False) as client:
@@ -278,6 +283,7 @@ def test_dask_local_cluster_is_quiet_and_hands_out_one_task_per_worker_thread() 
             assert worker_settings["distributed.worker.profile.enabled"] is False
             assert worker_settings["distributed.admin.system-monitor.gil.enabled"] is False
             assert worker_settings["distributed.admin.tick.interval"] == "1s"
+            assert set(client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()) == {None}
             assert cluster.scheduler.WORKER_SATURATION == 1.0
             assert "stealing" not in cluster.scheduler.extensions
     finally:
