@@ -13,11 +13,10 @@
   ``Coronahack-Chest-XRay-Dataset/Coronahack-Chest-XRay-Dataset/{train,test}/<image>.jpeg`` and
   ``Chest_xray_Corona_Metadata.csv`` (with the ARDS / Streptococcus rows outside the three classes).
 
-Pixels come from :func:`pipelines.demo.imaging.chest_phantom`. Each writer returns one
-:class:`~pipelines.demo.imaging.PlantedItem` per item the pipeline should publish, with the
-expected split and label in the pipeline's terms; items the pipeline must skip (outside the
-classes) are listed in ``extra["skipped"]`` of the first item's release via the return value's
-``skipped`` attribute.
+Pixels come from :func:`pipelines.demo.imaging.chest_phantom`. Each writer returns a
+:class:`Release`: one :class:`~pipelines.demo.imaging.PlantedItem` per item the pipeline should
+publish, with the expected split and label in the pipeline's terms, and in ``skipped`` the
+items it must leave out by design (CoronaHack rows outside the three classes).
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ Layout of the cache folder (``$CLIMB_CACHE_DIR`` or ``~/.cache/climb-etl``, then
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -277,21 +276,8 @@ def prepare_mirror(
         (tmp / "planted.json").write_text(json.dumps(planted, indent=1, sort_keys=True))
         if root.exists():
             shutil.rmtree(root)
-        os.replace(tmp, root)
+        os.replace(tmp, root)  # the TCIA zip cache (.tcia-nbia-zips) is inside: it moves too
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    # TCIA zips are cached beside the served folder: move them with it
     return root
-
-
-def planted_identifiers(root: Path, sources: Sequence[str] | None = None) -> dict[str, list[dict[str, Any]]]:
-    planted = json.loads((root / "planted.json").read_text())
-    return {s: v for s, v in planted.items() if sources is None or s in sources}
-
-
-def digest_of_files(files: dict[str, Path]) -> str:
-    digest = hashlib.sha256()
-    for rel, path in sorted(files.items()):
-        digest.update(rel.encode() + b"\0" + sha256_path(path).encode())
-    return digest.hexdigest()
