@@ -282,6 +282,13 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--only", nargs="*", choices=sorted(CONFIGS), help="run only these configurations")
+    parser.add_argument(
+        "--items-per-shard",
+        type=int,
+        default=ITEMS_PER_SHARD,
+        help="shard size (default 512: ~40 shards at 20,000 records; small runs need smaller shards "
+        "or two workers get unequal shares)",
+    )
     args = parser.parse_args()
     names = [name for name in CONFIGS if not args.only or name in args.only]
     raw = release(args.records)
@@ -320,7 +327,7 @@ def main() -> None:
                 out, spans = work / f"out-{name}-{repeat}", work / f"spans-{name}-{repeat}"
                 spans.mkdir()
                 code = PRELUDE.format(spans=str(spans)) + template.format(
-                    raw=str(raw), out=str(out), workers=workers, ips=ITEMS_PER_SHARD
+                    raw=str(raw), out=str(out), workers=workers, ips=args.items_per_shard
                 )
                 child_env = flow_env if name.startswith("prefect") else env
                 load_before = os.getloadavg()[0]
@@ -370,7 +377,7 @@ def main() -> None:
         "benchmark": "scale_ecg",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "records": args.records,
-        "items_per_shard": ITEMS_PER_SHARD,
+        "items_per_shard": args.items_per_shard,
         "repeats": args.repeats,
         "command": " ".join(["benchmarks/scale_ecg.py", *sys.argv[1:]]),
         "machine": {
@@ -384,6 +391,8 @@ def main() -> None:
     }
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stem = "scale_ecg" if args.records == 20000 else f"scale_ecg_{args.records}"
+    if args.items_per_shard != ITEMS_PER_SHARD:
+        stem += f"_ips{args.items_per_shard}"
     if args.only:
         stem += "_" + "_".join(args.only)
     target = RESULTS_DIR / f"{stem}.json"
