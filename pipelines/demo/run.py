@@ -265,18 +265,16 @@ def shared_dask_cluster(backend: str, workers: int) -> Iterator[str | None]:
     if backend != "dask":
         yield None
         return
-    from distributed import Client, LocalCluster, fire_and_forget
+    import dask
+    from distributed import Client, fire_and_forget
+
+    from pipelines.backends import BackendOptions
+    from pipelines.backends.dask import QUIET_CONFIG, local_cluster
 
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    with LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-        memory_limit="4GiB",
-        silence_logs=logging.WARNING,
-    ) as cluster:
+    # started as the Dask backend starts its own (quiet profiler and monitors, glibc's malloc)
+    options = BackendOptions(workers=workers, threads_per_worker=1, max_memory="4GiB")
+    with local_cluster(options) as cluster, dask.config.set(QUIET_CONFIG):
         # not the default client, not a context manager: this may be entered and left on
         # different threads (BackgroundCluster)
         client = Client(cluster, set_as_default=False)
