@@ -221,7 +221,7 @@ def _generate_group(tmp: str, group: Sequence[str], records: int) -> dict[str, l
 
 
 def _balanced_groups(sources: Sequence[str], workers: int) -> list[list[str]]:
-    """ECG (one neurokit2 simulation shared by the four) in one group, images spread over the others."""
+    """ECG (one ECGSYN simulation shared by the four) in one group, images spread over the others."""
     ecg = [s for s in sources if s in ECG_SOURCES]
     images = [s for s in sources if s not in ECG_SOURCES]
     groups: list[list[str]] = [ecg] if ecg else []
