@@ -371,11 +371,13 @@ def _saturation(
         return out
     t_src = raw.n_samples
     ratio = t_src / n_out if n_out else 1.0
-    for j, ch in enumerate(rows):
+    bounds = np.asarray(limits, dtype=np.float64)[rows]
+    tols = 0.5 * np.asarray(steps, dtype=np.float64)[rows]
+    near = (lows <= bounds[:, 0] + tols) | (highs >= bounds[:, 1] - tols)
+    for j in np.flatnonzero(near):  # only leads that come within half a step of a limit
+        ch = rows[j]
         lo, hi = limits[ch]
         tol = 0.5 * steps[ch]
-        if lows[j] > lo + tol and highs[j] < hi - tol:
-            continue
         x = raw.signal[ch]
         at = (x <= lo + tol) | (x >= hi - tol)
         if not at.any():

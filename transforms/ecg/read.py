@@ -575,14 +575,16 @@ def _exact_uv(digital: np.ndarray, specs: list[WfdbSignalSpec], shown: str) -> n
     return digital
 
 
-def _scale_key(specs: list[WfdbSignalSpec]) -> tuple[WfdbSignalSpec, ...]:
-    """The specs with only the fields that set the ADC-to-µV mapping (a cache key shared by records)."""
-    return tuple(
-        WfdbSignalSpec(
-            "", s.fmt, 1, 0, None, s.adc_gain, s.baseline, s.units, s.adc_res, s.adc_zero, None, None, ""
-        )
-        for s in specs
-    )
+_ScaleKey = tuple[tuple[Any, ...], ...]
+
+
+def _scale_key(specs: list[WfdbSignalSpec]) -> _ScaleKey:
+    """The fields that set each signal's ADC-to-µV mapping, as plain tuples: a cache key records share."""
+    return tuple((s.fmt, s.adc_gain, s.baseline, s.units, s.adc_res, s.adc_zero) for s in specs)
+
+
+def _key_specs(key: _ScaleKey) -> list[WfdbSignalSpec]:
+    return [WfdbSignalSpec("", f, 1, 0, None, g, b, u, r, z, None, None, "") for f, g, b, u, r, z in key]
 
 
 def _limits_uv(specs: list[WfdbSignalSpec]) -> tuple[list[tuple[float, float]], list[float]]:
@@ -591,10 +593,10 @@ def _limits_uv(specs: list[WfdbSignalSpec]) -> tuple[list[tuple[float, float]], 
 
 
 @functools.lru_cache(maxsize=256)
-def _limits_uv_cached(specs: tuple[WfdbSignalSpec, ...]) -> tuple[list[tuple[float, float]], list[float]]:
+def _limits_uv_cached(key: _ScaleKey) -> tuple[list[tuple[float, float]], list[float]]:
     limits = []
     steps = []
-    for s in specs:
+    for s in _key_specs(key):
         factor = _unit_factor(s.units) or 1.0
         lo, hi = _adc_code_range(s)
         a = (lo - s.baseline) / s.adc_gain * factor
@@ -750,7 +752,8 @@ def _check_gains(specs: list[WfdbSignalSpec], shown: str) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=256)
-def _scales(specs: tuple[WfdbSignalSpec, ...]) -> np.ndarray | None:
+def _scales(key: _ScaleKey) -> np.ndarray | None:
+    specs = _key_specs(key)
     baseline = np.array([s.baseline for s in specs], dtype=np.float64)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         scale = np.array([(_unit_factor(s.units) or 1.0) / s.adc_gain for s in specs], dtype=np.float64)
