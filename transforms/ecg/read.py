@@ -196,29 +196,22 @@ _RX_SIGNAL = re.compile(
     re.VERBOSE,
 )
 
-# The common signal line, every field present (CinC, PTB-XL, most PhysioNet records), checked token
-# by token with the same sub-patterns as _RX_SIGNAL; anything else falls back to _RX_SIGNAL.
-_RX_FILE_TOKEN = re.compile(r"~?[-\w]*\.?[\w]*")
-_RX_FORMAT_TOKEN = re.compile(r"(\d+)(?:x(\d+))?(?::(\d+))?(?:\+(\d+))?")
-_RX_GAIN_TOKEN = re.compile(r"(-?\d*\.?\d*(?:[eE][+-]?\d+)?)(?:\((-?\d+)\))?(?:/([^\s]*))?")
-_RX_INT_TOKENS = re.compile(r"\d+ -?\d+ -?\d+ -?\d+ \d+")
-_SEPARATORS = re.compile(r"[ \t]+")
-_NOT_IN_NAME = frozenset("\t\n\r\f\v")
+# The common signal line, every field present (CinC, PTB-XL, most PhysioNet records): the same
+# sub-patterns as _RX_SIGNAL, token by token, with every optional field required; one C-level match
+# per line. Anything else falls back to _RX_SIGNAL (a property test checks they agree).
+_RX_SIGNAL_FULL = re.compile(
+    r"(~?[-\w]*\.?[\w]*)[ \t]+"
+    r"(\d+)(?:x(\d+))?(?::(\d+))?(?:\+(\d+))?[ \t]+"
+    r"(-?\d*\.?\d*(?:[eE][+-]?\d+)?)(?:\((-?\d+)\))?(?:/([^\s]*))?[ \t]+"
+    r"(\d+)[ \t]+(-?\d+)[ \t]+(-?\d+)[ \t]+(-?\d+)[ \t]+(\d+)[ \t]+"
+    r"([^ \t\n\r\f\v][^\t\n\r\f\v]*)"
+)
 
 
 def _signal_fields_fast(line: str) -> tuple[str | None, ...] | None:
     """``_RX_SIGNAL.match(line).groups()`` for a line with all nine fields, else None."""
-    tokens = _SEPARATORS.split(line, 8)
-    if len(tokens) != 9 or not tokens[8] or _NOT_IN_NAME.intersection(tokens[8]):
-        return None
-    file_name, fmt_token, gain_token, *ints, name = tokens
-    if _RX_FILE_TOKEN.fullmatch(file_name) is None or _RX_INT_TOKENS.fullmatch(" ".join(ints)) is None:
-        return None
-    fmt = _RX_FORMAT_TOKEN.fullmatch(fmt_token)
-    gain = _RX_GAIN_TOKEN.fullmatch(gain_token)
-    if fmt is None or gain is None:
-        return None
-    return (file_name, *fmt.groups(), *gain.groups(), *ints, name)
+    m = _RX_SIGNAL_FULL.fullmatch(line)
+    return None if m is None else m.groups()
 
 
 _RX_AGE = re.compile(r"^\s*age\s*:\s*(\S+)", re.IGNORECASE)

@@ -365,7 +365,7 @@ _int = st.from_regex(r"-?[0-9]{1,6}", fullmatch=True)
 _token = st.one_of(_int, _num, st.text(alphabet="0123456789-+.x:()/eEmVuµ~_abcHR\t ", max_size=8))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(
     file_name=st.from_regex(r"~?[-A-Za-z0-9_]{0,6}(\.[a-z]{0,3})?", fullmatch=True),
     fmt=st.from_regex(r"[0-9]{1,3}(x[0-9])?(:[0-9])?(\+[0-9]{1,3})?", fullmatch=True) | _token,
