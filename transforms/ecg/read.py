@@ -197,12 +197,13 @@ _RX_SIGNAL = re.compile(
 )
 
 # The common signal line, every field present (CinC, PTB-XL, most PhysioNet records): the same
-# sub-patterns as _RX_SIGNAL, token by token, with every optional field required; one C-level match
-# per line. Anything else falls back to _RX_SIGNAL (a property test checks they agree).
+# sub-patterns as _RX_SIGNAL, token by token, with every optional field required and no empty token
+# (so separators are whole runs of blanks); one C-level match per line. Anything else falls back to
+# _RX_SIGNAL (a property test checks they agree).
 _RX_SIGNAL_FULL = re.compile(
     r"(~?[-\w]*\.?[\w]*)[ \t]+"
     r"(\d+)(?:x(\d+))?(?::(\d+))?(?:\+(\d+))?[ \t]+"
-    r"(-?\d*\.?\d*(?:[eE][+-]?\d+)?)(?:\((-?\d+)\))?(?:/([^\s]*))?[ \t]+"
+    r"(?=[^ \t])(-?\d*\.?\d*(?:[eE][+-]?\d+)?)(?:\((-?\d+)\))?(?:/([^\s]*))?[ \t]+"
     r"(\d+)[ \t]+(-?\d+)[ \t]+(-?\d+)[ \t]+(-?\d+)[ \t]+(\d+)[ \t]+"
     r"([^ \t\n\r\f\v][^\t\n\r\f\v]*)"
 )
