@@ -81,39 +81,34 @@ def running_mirrors(root: Path, kinds: set[str]) -> Iterator[Mirrors]:
     saved = {k: os.environ.get(k) for k in _CREDENTIAL_VARS}
     mirrors = Mirrors({})
     with ExitStack() as stack:
+
+        def serve(name: str, server: Any) -> None:
+            server.start()
+            stack.callback(server.stop)
+            mirrors.endpoints[name] = server.url
+            mirrors.servers.append(server)
+
         try:
             if kinds & {"physionet"}:
                 from pipelines.fetch.mirror.physionet import PhysioNetMirror
 
                 user, password = f"demo-{secrets.token_hex(4)}", secrets.token_urlsafe(24)
                 os.environ["PHYSIONET_USERNAME"], os.environ["PHYSIONET_PASSWORD"] = user, password
-                server = PhysioNetMirror(root / "physionet", users={user: password}).start()
-                stack.callback(server.stop)
-                mirrors.endpoints["physionet"] = server.url
-                mirrors.servers.append(server)
+                serve("physionet", PhysioNetMirror(root / "physionet", users={user: password}))
             if kinds & {"kaggle"}:
                 from pipelines.fetch.mirror.kaggle import KaggleMirror
 
                 user, key = f"demo{secrets.token_hex(4)}", secrets.token_hex(16)
                 os.environ["KAGGLE_USERNAME"], os.environ["KAGGLE_KEY"] = user, key
-                server = KaggleMirror(root / "kaggle", users={user: key}).start()
-                stack.callback(server.stop)
-                mirrors.endpoints["kaggle"] = server.url
-                mirrors.servers.append(server)
+                serve("kaggle", KaggleMirror(root / "kaggle", users={user: key}))
             if kinds & {"tcia"}:
                 from pipelines.fetch.mirror.tcia import TciaMirror
 
-                server = TciaMirror(root / "tcia").start()
-                stack.callback(server.stop)
-                mirrors.endpoints["tcia"] = server.url
-                mirrors.servers.append(server)
+                serve("tcia", TciaMirror(root / "tcia"))
             if kinds & {"tcia", "manual"}:
                 from pipelines.fetch.mirror.server import StaticMirror
 
-                server = StaticMirror(root / "https").start()
-                stack.callback(server.stop)
-                mirrors.endpoints["https"] = server.url
-                mirrors.servers.append(server)
+                serve("https", StaticMirror(root / "https"))
             if kinds & {"s3"}:
                 mirrors.endpoints["s3"] = stack.enter_context(_s3_endpoint(root))
             yield mirrors
