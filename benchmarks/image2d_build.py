@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.scale_ecg import bench_env, read_spans, run_child  # noqa: E402
+from benchmarks.scale_ecg import PRELUDE, bench_env, read_spans, run_child  # noqa: E402
 
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 #: (rows, cols): VinDr-CXR radiographs are mostly 2,000-3,100 px a side.
@@ -50,27 +50,12 @@ SIZES = ((3072, 2540), (2800, 2400), (2304, 2304), (2500, 2048))
 BATCH = 8
 ITEMS_PER_SHARD = 32
 
+# Runs after scale_ecg's PRELUDE, which defines ``timed_backend`` (per-shard span and CPU records) and ``report``.
 BUILD = """
-import functools, json, os, time
-T0 = time.perf_counter()
-SPANS = {spans!r}
-
-def timed(run_one, plan):
-    import json, os, time, uuid
-    wall, cpu = time.time(), time.thread_time()
-    record = run_one(plan)
-    row = {{"start": wall, "end": time.time(), "cpu": time.thread_time() - cpu, "pid": os.getpid(),
-           "items": len(plan.items)}}
-    with open(os.path.join(SPANS, uuid.uuid4().hex + ".json"), "w") as handle:
-        json.dump(row, handle)
-    return record
-
 from pipelines.stages.build import BuildConfig, build_source
 from pipelines.backends.local import map_shards
-r = build_source("vindr_cxr", {raw!r}, {out!r}, BuildConfig(items_per_shard={ips}),
-                 map_shards=lambda run_one, plans, **kw: map_shards(functools.partial(timed, run_one), plans, **kw))
-print(json.dumps({{"total_s": time.perf_counter() - T0, "items": r.items_in, "samples": r.samples_out,
-                  "quarantined": r.quarantined, "bytes": r.bytes}}))
+r = build_source("vindr_cxr", {raw!r}, {out!r}, BuildConfig(items_per_shard={ips}), map_shards=timed_backend(map_shards))
+report(r, bytes=r.bytes)
 """
 
 
@@ -125,7 +110,9 @@ def main() -> None:
             spans.mkdir()
             load_before = os.getloadavg()[0]
             result, wall, cpu = run_child(
-                BUILD.format(spans=str(spans), raw=str(raw), out=str(out), ips=ITEMS_PER_SHARD), env
+                PRELUDE.format(spans=str(spans))
+                + BUILD.format(raw=str(raw), out=str(out), ips=ITEMS_PER_SHARD),
+                env,
             )
             shutil.rmtree(out, ignore_errors=True)
             row = {**result, "wall_s": wall, "tree_cpu_s": cpu, **read_spans(spans)}
