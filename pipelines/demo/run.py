@@ -551,30 +551,15 @@ def run_demo(
     warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3")
     prefect_server = EphemeralPrefectServer(out / ".prefect" / "server.log").start()
     try:
-        return _run(out, chosen, backend, workers, records, report, prefect_server, timings, lap, started)
+        cluster = BackgroundCluster(backend, workers).start()
+        try:
+            return _run_with_cluster(
+                out, chosen, backend, workers, records, report, prefect_server, cluster, timings, lap, started
+            )
+        finally:
+            cluster.close()
     finally:
         prefect_server.stop()
-
-
-def _run(
-    out: Path,
-    chosen: tuple[str, ...],
-    backend: str,
-    workers: int,
-    records: int,
-    report: bool,
-    prefect_server: EphemeralPrefectServer,
-    timings: dict[str, float],
-    lap: Any,
-    started: float,
-) -> DemoResult:
-    cluster = BackgroundCluster(backend, workers).start()
-    try:
-        return _run_with_cluster(
-            out, chosen, backend, workers, records, report, prefect_server, cluster, timings, lap, started
-        )
-    finally:
-        cluster.close()
 
 
 def _run_with_cluster(
