@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import wfdb
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.transforms.ecg.records import CINC_HEADERS, CPSC_MATS, ECG, LEADS_12, sine_leads
 from transforms.ecg import EcgSample, EcgSpec, canonicalise, read_cpsc2018_mat, read_wfdb_record, validate
@@ -139,3 +141,31 @@ def test_other_spec_shapes() -> None:
     )
     assert validate(s, spec) == []
     assert codes(s) == ["wrong_shape", "wrong_shape", "wrong_rate"]
+
+
+@given(
+    baseline=st.integers(-30000, 30000),
+    spread=st.sampled_from([0, 1, 2, 3, 4, 5, 6, 8, 50, 2000]),
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 5000),
+)
+@settings(max_examples=300, deadline=None)
+def test_lead_std_agrees_with_numpy(baseline: int, spread: int, seed: int, n: int) -> None:
+    """The float32 BLAS std (or the half-range bound) answers the flat check as float64 ``np.std`` does."""
+    from transforms.ecg.validate import _lead_std_uv
+
+    rng = np.random.default_rng(seed)
+    leads = np.clip(baseline + rng.integers(-spread, spread + 1, size=(12, n)), -32767, 32767).astype(
+        np.int16
+    )
+    leads[0] = baseline  # one constant row, one spike row
+    leads[1, : min(n, 3)] = np.int16(np.clip(baseline + 30000, -32767, 32767))
+    got = _lead_std_uv(leads, leads.max(axis=1), leads.min(axis=1))
+    want = leads.astype(np.float64).std(axis=1)
+    half_range = (leads.max(axis=1).astype(np.float64) - leads.min(axis=1)) / 2
+    computed = half_range >= FLAT_STD_UV  # the others are answered by the bound std <= half range
+    np.testing.assert_allclose(got[computed], want[computed], rtol=1e-3, atol=1e-3)
+    np.testing.assert_array_equal(got[~computed], half_range[~computed])
+    assert (got >= want * (1 - 1e-3) - 1e-3).all()
+    far = np.abs(want - FLAT_STD_UV) > 1e-2  # away from the threshold, the verdict is NumPy's
+    assert ((got < FLAT_STD_UV) == (want < FLAT_STD_UV))[far].all()
