@@ -89,10 +89,26 @@ def lead_index(names: list[str] | tuple[str, ...], leads: tuple[str, ...] = STAN
     >>> lead_index(["v1", "AVR", "i", "vx"], ("I", "aVR", "V1", "V2"))
     [2, 1, 0, None]
     """
+    return list(_lead_index(tuple(names), tuple(leads)))
+
+
+@functools.lru_cache(maxsize=256)
+def _lead_index(names: tuple[str, ...], leads: tuple[str, ...]) -> tuple[int | None, ...]:
     by_key: dict[str, int] = {}
     for i, name in enumerate(names):
         by_key.setdefault(name.strip().lower(), i)
-    return [by_key.get(lead.lower()) for lead in leads]
+    return tuple(by_key.get(lead.lower()) for lead in leads)
+
+
+@functools.lru_cache(maxsize=256)
+def _limit_arrays(
+    limits: tuple[tuple[float, float], ...], steps: tuple[float, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """ADC limits (C, 2) and half-step tolerances (C,) as read-only arrays, per distinct ADC description."""
+    bounds = np.asarray(limits, dtype=np.float64).reshape(len(limits), 2)
+    tols = 0.5 * np.asarray(steps, dtype=np.float64)
+    bounds.flags.writeable = tols.flags.writeable = False
+    return bounds, tols
 
 
 @dataclass(frozen=True)
@@ -371,9 +387,14 @@ def _saturation(
         return out
     t_src = raw.n_samples
     ratio = t_src / n_out if n_out else 1.0
-    bounds = np.asarray(limits, dtype=np.float64)[rows]
-    tols = 0.5 * np.asarray(steps, dtype=np.float64)[rows]
+    all_bounds, all_tols = _limit_arrays(tuple(limits), tuple(steps))
+    if rows == list(range(len(limits))):
+        bounds, tols = all_bounds, all_tols
+    else:
+        bounds, tols = all_bounds[rows], all_tols[rows]
     near = (lows <= bounds[:, 0] + tols) | (highs >= bounds[:, 1] - tols)
+    if not near.any():
+        return out
     for j in np.flatnonzero(near):  # only leads that come within half a step of a limit
         ch = rows[j]
         lo, hi = limits[ch]

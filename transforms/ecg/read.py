@@ -577,9 +577,8 @@ def _exact_uv(digital: np.ndarray, specs: list[WfdbSignalSpec], shown: str) -> n
     (rows contiguous) instead of a float copy that canonicalisation would round straight back.
     Not when a code is format 16's invalid-sample value (-32768): that sample must read as NaN.
     """
-    if digital.dtype != np.int16 or any(s.baseline for s in specs):
-        return None
-    if not all(scale == 1.0 for scale in _check_gains(specs, shown)):
+    if digital.dtype != np.int16 or not _unit_scales(_scale_key(specs)):
+        _check_gains(specs, shown)  # an invalid gain is named as such on either path
         return None
     if digital.size and int(digital.min()) == INVALID_SAMPLE["16"]:
         return None
@@ -624,7 +623,9 @@ def _checksum_mismatches(digital: np.ndarray, specs: list[WfdbSignalSpec]) -> li
     else:
         sums = (digital.sum(axis=1, dtype=np.int64) + 32768) % 65536 - 32768
     return [
-        s.name for s, c in zip(specs, sums, strict=True) if s.checksum is not None and int(c) != s.checksum
+        s.name
+        for s, c in zip(specs, sums.tolist(), strict=True)
+        if s.checksum is not None and c != s.checksum
     ]
 
 
@@ -766,6 +767,13 @@ def _check_gains(specs: list[WfdbSignalSpec], shown: str) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=256)
+def _unit_scales(key: _ScaleKey) -> bool:
+    """True when every signal's codes are whole µV already: baseline 0 and 1 µV per code."""
+    scale = _scales(key)
+    return scale is not None and all(s[2] == 0 for s in key) and bool((scale == 1.0).all())
+
+
+@functools.lru_cache(maxsize=256)
 def _scales(key: _ScaleKey) -> np.ndarray | None:
     specs = _key_specs(key)
     baseline = np.array([s.baseline for s in specs], dtype=np.float64)
@@ -780,20 +788,29 @@ def _scales(key: _ScaleKey) -> np.ndarray | None:
 
 def _usable_channels(specs: list[WfdbSignalSpec], shown: str) -> tuple[list[int], list[dict[str, str]]]:
     """Channels in volts (kept) and others (dropped); a standard lead not in volts is an error."""
+    keep, dropped, bad = _channel_split(tuple((s.name, s.units) for s in specs))
+    if bad is not None:
+        raise ItemError(
+            "unknown_units", f"ECG lead {bad[0].strip()!r} is in units {bad[1]!r}, not a voltage", path=shown
+        )
+    return list(keep), [{"name": name, "units": units} for name, units in dropped]
+
+
+@functools.lru_cache(maxsize=256)
+def _channel_split(
+    channels: tuple[tuple[str, str], ...],
+) -> tuple[tuple[int, ...], tuple[tuple[str, str], ...], tuple[str, str] | None]:
+    """``(kept indexes, dropped (name, units), first standard lead not in volts or None)``, per name/unit set."""
     keep: list[int] = []
-    dropped: list[dict[str, str]] = []
-    for i, s in enumerate(specs):
-        if _unit_factor(s.units) is not None:
+    dropped: list[tuple[str, str]] = []
+    for i, (name, units) in enumerate(channels):
+        if _unit_factor(units) is not None:
             keep.append(i)
-        elif s.name.strip().lower() in _ECG_LEAD_KEYS:
-            raise ItemError(
-                "unknown_units",
-                f"ECG lead {s.name.strip()!r} is in units {s.units!r}, not a voltage",
-                path=shown,
-            )
+        elif name.strip().lower() in _ECG_LEAD_KEYS:
+            return (), (), (name, units)
         else:
-            dropped.append({"name": s.name, "units": s.units})
-    return keep, dropped
+            dropped.append((name, units))
+    return tuple(keep), tuple(dropped), None
 
 
 def read_wfdb_record(header_path: str | os.PathLike[str]) -> RawEcg:
