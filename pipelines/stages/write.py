@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
+from threadpoolctl import threadpool_limits
 
 from manifests.schema import QuarantineRecord, Sample, ShardRecord
 from manifests.writer import write_shard
@@ -89,6 +90,13 @@ def run_shard(plan: ShardPlan, context: ShardContext) -> ShardRecord:
     existing = read_done_record(plan, context)
     if existing is not None:
         return existing.model_copy(update={"skipped": True})
+    # One BLAS thread: shards are the parallelism (one task per core), and single-threaded
+    # BLAS sums are the same bits on every machine and backend.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _run_shard(plan, context)
+
+
+def _run_shard(plan: ShardPlan, context: ShardContext) -> ShardRecord:
     started = time.perf_counter()
     samples: list[Sample] = []
     quarantine: list[QuarantineRecord] = []

@@ -346,3 +346,25 @@ def test_direct_shard_encoding_is_byte_identical_to_zarrs_writer(
     assert sorted(direct) == sorted(through_zarr)
     for key in direct:
         assert direct[key] == through_zarr[key], key
+
+
+@pytest.mark.parametrize("dtype", ["bool", "uint8", "int8", "uint16", "int16"])
+def test_integer_array_stats_are_exact(dtype: str) -> None:
+    """Shard statistics of 16-bit-or-less arrays equal exact integer arithmetic, across stats blocks."""
+    from manifests.writer import _STATS_BLOCK, _array_stats
+
+    info = np.iinfo(dtype) if dtype != "bool" else None
+    rng = np.random.default_rng(7)
+    n = _STATS_BLOCK * 2 + 12_345  # three blocks, the last partial
+    if info is None:
+        values = rng.integers(0, 2, size=n).astype(bool)
+    else:
+        values = rng.integers(int(info.min), int(info.max) + 1, size=n, dtype=np.int64).astype(dtype)
+        values[: _STATS_BLOCK + 5] = info.max if abs(int(info.max)) >= abs(int(info.min)) else info.min
+    ints = values.astype(np.int64)
+    stats = _array_stats(values)
+    assert stats["count"] == n
+    assert stats["sum"] == float(int(ints.sum()))
+    exact_sq = int((ints * ints).sum())  # int64: at most 2**32 * 2**21.1 < 2**63
+    assert stats["sum_sq"] == float(exact_sq)
+    assert stats["min"] == float(ints.min()) and stats["max"] == float(ints.max())
