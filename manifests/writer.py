@@ -254,6 +254,10 @@ def _check_samples(split: str, index: int, samples: Sequence[Sample]) -> list[Sa
     return ordered
 
 
+#: A file's bytes: one ``bytes``, or its parts in order (a shard's encoded chunks, index and
+#: checksum), written and hashed part by part instead of joined into one copy.
+FileBytes = bytes | list[bytes]
+
 _STATS_BLOCK = 1 << 20  # elements per float64 block: bounded scratch memory for any shard size
 
 
@@ -354,8 +358,8 @@ def _encode_chunk(block: np.ndarray, steps: list[Any]) -> bytes:
     return bytes(data)
 
 
-def _write_sharded(arr: Any, blocks: Iterator[np.ndarray], n_chunks: int, out: dict[str, bytes]) -> bool:
-    """Encode a one-shard array chunk by chunk into ``out`` (store key -> bytes); False if unsupported.
+def _write_sharded(arr: Any, blocks: Iterator[np.ndarray], n_chunks: int, out: dict[str, FileBytes]) -> bool:
+    """Encode a one-shard array chunk by chunk into ``out`` (store key -> the file's parts); False if unsupported.
 
     Each block is one inner chunk (the last one already padded with the fill value); blocks are
     consumed one at a time, so the shard never exists uncompressed in memory.
@@ -377,7 +381,7 @@ def _write_sharded(arr: Any, blocks: Iterator[np.ndarray], n_chunks: int, out: d
     parts.append(index_bytes)
     parts.append(np.uint32(google_crc32c.value(index_bytes)).astype("<u4").tobytes())
     key = arr.metadata.encode_chunk_key((0,) * arr.ndim)
-    out[f"{arr.path}/{key}"] = b"".join(parts)
+    out[f"{arr.path}/{key}"] = parts  # written part by part: the shard is never copied into one buffer
     return True
 
 
@@ -415,13 +419,13 @@ def _encode_arrays(
     fmt: ShardFormat,
     columns: Mapping[str, str],
     source: str | None,
-) -> dict[str, bytes]:
+) -> dict[str, FileBytes]:
     import zarr
 
     where = f"shard {split}/{shard_name(index)}"
     layouts: dict[str, dict[str, Any]] = {}
     store_dict: dict[str, Any] = {}
-    direct: dict[str, bytes] = {}  # shard bytes encoded here, not through zarr's async pipeline
+    direct: dict[str, FileBytes] = {}  # shard bytes encoded here, not through zarr's async pipeline
     store = zarr.storage.MemoryStore(store_dict)
     names = sorted(samples[0].arrays) if samples else []
     n = len(samples)
@@ -542,7 +546,7 @@ def _encode_arrays(
         "storage": fmt.to_dict(),
     }
     group.attrs.put({SHARD_ATTRS_KEY: meta})
-    files = {key: _to_bytes(buf) for key, buf in store_dict.items()}
+    files: dict[str, FileBytes] = {key: _to_bytes(buf) for key, buf in store_dict.items()}
     files.update(direct)
     return dict(sorted(files.items()))
 
@@ -666,6 +670,20 @@ def encode_shard(
         >>> sorted(encode_shard("train", 0, [s]))[-1]
         'rows/train/part-00000.parquet'
     """
+    files = _encode_shard_files(split, index, samples, source=source, ragged=ragged, fmt=fmt)
+    return {rel: _joined(data) for rel, data in files.items()}
+
+
+def _encode_shard_files(
+    split: str,
+    index: int,
+    samples: Sequence[Sample],
+    *,
+    source: str | None,
+    ragged: Collection[str] | None,
+    fmt: ShardFormat,
+) -> dict[str, FileBytes]:
+    """:func:`encode_shard`, with a large file's bytes left as its parts (joining them is a copy)."""
     if split not in SPLITS:
         raise ShardWriteError(f"unknown split {split!r}; allowed: {list(SPLITS)}")
     shard_name(index)
@@ -673,9 +691,24 @@ def encode_shard(
     rows_bytes, columns = _encode_rows(split, index, ordered, source)
     prefix = arrays_path(split, index)
     arrays = _encode_arrays(split, index, ordered, ragged, fmt, columns, source)
-    files = {f"{prefix}/{key}": data for key, data in arrays.items()}
+    files: dict[str, FileBytes] = {f"{prefix}/{key}": data for key, data in arrays.items()}
     files[rows_path(split, index)] = rows_bytes
     return files
+
+
+def _joined(data: FileBytes) -> bytes:
+    return data if isinstance(data, bytes) else b"".join(data)
+
+
+def _size(data: FileBytes) -> int:
+    return len(data) if isinstance(data, bytes) else sum(len(part) for part in data)
+
+
+def _sha256(data: FileBytes) -> str:
+    digest = hashlib.sha256()
+    for part in (data,) if isinstance(data, bytes) else data:
+        digest.update(part)
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -693,9 +726,12 @@ def is_local(fs: Any) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
-def _write_file(path: str, data: bytes) -> None:
+def _write_file(path: str, data: FileBytes) -> None:
     with open(path, "wb") as fh:
-        fh.write(data)
+        if isinstance(data, bytes):
+            fh.write(data)
+        else:
+            fh.writelines(data)
         fh.flush()
         if hasattr(os, "posix_fadvise"):
             # Start writing this file back now, without waiting (Linux: WB_SYNC_NONE), so the disk
@@ -703,7 +739,7 @@ def _write_file(path: str, data: bytes) -> None:
             os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
-def _publish_local(root: str, files: Mapping[str, bytes], group_rel: str, rows_rel: str) -> None:
+def _publish_local(root: str, files: Mapping[str, FileBytes], group_rel: str, rows_rel: str) -> None:
     token = uuid.uuid4().hex[:12]
     group_final = os.path.join(root, group_rel)
     parent = os.path.dirname(group_final)
@@ -750,11 +786,11 @@ def _replace_dir(tmp_dir: str, final: str) -> None:
     raise OSError(f"could not publish {final}: it keeps reappearing (another writer?)")
 
 
-def _publish_object_store(fs: Any, root: str, files: Mapping[str, bytes], rows_rel: str) -> None:
-    arrays = {f"{root}/{rel}": data for rel, data in files.items() if rel != rows_rel}
+def _publish_object_store(fs: Any, root: str, files: Mapping[str, FileBytes], rows_rel: str) -> None:
+    arrays = {f"{root}/{rel}": _joined(data) for rel, data in files.items() if rel != rows_rel}
     if arrays:
         fs.pipe(arrays)
-    fs.pipe({f"{root}/{rows_rel}": files[rows_rel]})
+    fs.pipe({f"{root}/{rows_rel}": _joined(files[rows_rel])})
 
 
 def write_shard(
@@ -793,14 +829,14 @@ def write_shard(
     Raises:
         ShardWriteError: samples that cannot form a shard (nothing is written).
     """
-    files = encode_shard(split, index, samples, source=source, ragged=ragged, fmt=fmt)
+    files = _encode_shard_files(split, index, samples, source=source, ragged=ragged, fmt=fmt)
     record = ShardRecord(
         split=split,
         index=index,
         samples=len(samples),
         files={"rows": rows_path(split, index), "arrays": arrays_path(split, index)},
-        bytes={rel: len(data) for rel, data in files.items()},
-        sha256={rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()},
+        bytes={rel: _size(data) for rel, data in files.items()},
+        sha256={rel: _sha256(data) for rel, data in files.items()},
         items=len(samples) if items is None else items,
         quarantined=quarantined,
     )

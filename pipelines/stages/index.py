@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -95,12 +96,53 @@ def split_for_subject(subject_id: str, namespace: str, fractions: dict[str, floa
 
 def _scan(raw_dir: Path, pattern: str) -> list[Path]:
     """Files under ``raw_dir`` matching a glob (``**`` recursive), sorted, hidden/partial files skipped."""
+    head, _, name_glob = pattern.rpartition("/")
+    if head == "**" and "*" in name_glob and "/" not in name_glob and "**" not in name_glob:
+        names = _walk_matching(str(raw_dir), name_glob)  # the common "**/*.hea": no pathlib per entry
+        return [Path(raw_dir, *parts) for parts in sorted(names)]
     found = [
         p
         for p in raw_dir.glob(pattern)
         if not p.name.startswith(".") and not p.name.endswith((".part", ".tmp")) and os.path.isfile(p)
     ]
     return sorted(found, key=lambda p: p.parts)  # Path order on POSIX, without Path.__lt__ per comparison
+
+
+def _walk_matching(root: str, name_glob: str) -> list[tuple[str, ...]]:
+    """Relative parts of every file under ``root`` (any depth) whose name matches ``name_glob``.
+
+    As ``Path(root).glob("**/" + name_glob)`` then the filters of :func:`_scan`: case-sensitive
+    names, hidden folders entered but not symlinked ones, entries that are not files (after
+    following links) left out; but one ``scandir`` per folder and no ``stat`` per regular file.
+    """
+    import fnmatch
+
+    match = re.compile(fnmatch.translate(name_glob)).match
+    found: list[tuple[str, ...]] = []
+    stack: list[tuple[str, tuple[str, ...]]] = [(root, ())]
+    while stack:
+        folder, rel = stack.pop()
+        try:
+            listing = os.scandir(folder)
+        except OSError:  # unreadable or vanished folder: pathlib's glob skips it too
+            continue
+        with listing:
+            for entry in listing:
+                name = entry.name
+                try:
+                    if entry.is_dir():
+                        if not entry.is_symlink():  # pathlib's ** (3.11) does not follow folder links
+                            stack.append((entry.path, (*rel, name)))
+                    elif (
+                        match(name)
+                        and not name.startswith(".")
+                        and not name.endswith((".part", ".tmp"))
+                        and entry.is_file()
+                    ):
+                        found.append((*rel, name))
+                except OSError:
+                    continue
+    return found
 
 
 def _read_cpsc_reference(raw_dir: Path, name: str) -> tuple[dict[str, list[str]], list[str]]:
