@@ -226,6 +226,9 @@ def _merge_stats(metas: Sequence[Mapping[str, Any]], splits: Sequence[str] | Non
 
 
 def _quarantine_bytes(quarantine: Sequence[QuarantineRecord]) -> bytes:
+    from manifests.writer import arrow_without_pandas_probe
+
+    arrow_without_pandas_probe()
     ordered = sorted(quarantine, key=lambda q: (q.item_id, q.code, q.detail))
     item_col, code_col, detail_col = QUARANTINE_COLUMNS
     table = pa.table(

@@ -7,6 +7,7 @@ options (:class:`BuildOptions` is shared).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -20,7 +21,14 @@ from rich.table import Table
 
 from manifests.schema import MANIFEST_FILE, ManifestError, load_catalog
 from pipelines.console import StageProgress, configure_logging, console, progress_bars
-from pipelines.stages.build import CURRENT_FILE, BuildConfig, BuildResult, build_source, plan_build
+from pipelines.stages.build import (
+    CURRENT_FILE,
+    BuildConfig,
+    BuildResult,
+    build_source,
+    is_published,
+    plan_build,
+)
 from transforms.pseudonyms import MissingSecretError
 
 log = logging.getLogger("climb.build")
@@ -181,22 +189,39 @@ def run_build(
     overwrite: bool = False,
     show_progress: bool | None = None,
 ) -> BuildResult:
-    """Build one source with progress, the way the CLI does it."""
-    plan = plan_build(source, raw_dir, out, config)
-    total = len(plan.plans)
-    with progress_bars(show_progress) as bars:
-        progress = StageProgress(bars, f"{source}: shards", total, log)
-        return build_source(
-            plan.manifest,
-            raw_dir,
-            out,
-            config,
-            map_shards=options.map_shards(),
-            backend_options=options.backend_options() if options.backend != "local" else None,
-            overwrite=overwrite,
-            on_result=lambda _record: progress.advance(),
-            plan=plan,
-        )
+    """Build one source with progress, the way the CLI does it.
+
+    On the Dask backend without ``--dask-address``, the local cluster starts in the background
+    while the raw folder is indexed (:func:`pipelines.backends.dask.cluster_started_early`).
+    """
+    with contextlib.ExitStack() as stack:
+        ready = None
+        if options.backend == "dask":
+            from pipelines.backends.dask import cluster_started_early
+
+            ready = stack.enter_context(cluster_started_early(options.backend_options()))
+        plan = plan_build(source, raw_dir, out, config)
+        total = len(plan.plans)
+        if ready is not None and is_published(plan) and not overwrite:
+            ready = None  # nothing to build: the cluster is closed unused
+        with progress_bars(show_progress) as bars:
+            progress = StageProgress(bars, f"{source}: shards", total, log)
+            backend_options = None
+            if ready is not None:
+                backend_options = ready()
+            elif options.backend != "local":
+                backend_options = options.backend_options()
+            return build_source(
+                plan.manifest,
+                raw_dir,
+                out,
+                config,
+                map_shards=options.map_shards(),
+                backend_options=backend_options,
+                overwrite=overwrite,
+                on_result=lambda _record: progress.advance(),
+                plan=plan,
+            )
 
 
 def print_result(result: BuildResult) -> None:

@@ -29,6 +29,9 @@ Why this shape:
 Without ``options.dask_address`` a ``distributed.LocalCluster`` is started on the loopback
 interface and closed afterwards; with it, a client connects to the user's scheduler
 (dask-kubernetes, Coiled, dask-gateway) and only the client is closed.
+:func:`cluster_started_early` starts the local cluster in the background while the caller
+plans (indexing a raw folder and starting worker processes each take a second or two), as
+``climb build --backend dask`` does.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ if TYPE_CHECKING:
     from manifests.schema import ShardRecord
     from pipelines.stages.plan import ShardPlan
 
-__all__ = ["QUIET_CONFIG", "local_cluster", "map_shards"]
+__all__ = ["QUIET_CONFIG", "cluster_started_early", "local_cluster", "map_shards"]
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +126,48 @@ def local_cluster(options: BackendOptions) -> distributed.LocalCluster:
             dashboard_address="127.0.0.1:0",
             silence_logs=logging.WARNING,  # the scheduler's INFO chatter drowns progress output
         )
+
+
+@contextlib.contextmanager
+def cluster_started_early(options: BackendOptions) -> Iterator[Callable[[], BackendOptions]]:
+    """Start the backend's ``LocalCluster`` now, in a background thread; close it on exit.
+
+    Yields a function that waits for the cluster and returns ``options`` with its
+    ``dask_address``, for :func:`map_shards`. Options that already name a ``dask_address``
+    are passed through and nothing is started. If the function is never called (the plan
+    turned out to be published already), the cluster is closed unused.
+
+    Example::
+
+        with cluster_started_early(options) as ready:
+            plan = plan_build(...)           # runs while the workers start
+            build_source(..., map_shards=map_shards, backend_options=ready(), plan=plan)
+    """
+    if options.dask_address is not None:
+        yield lambda: options
+        return
+    import concurrent.futures
+    import dataclasses
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="climb-dask-start") as pool:
+        future = pool.submit(local_cluster, options)
+
+        def ready() -> BackendOptions:
+            cluster = future.result()
+            log.info(
+                "dask: LocalCluster of %d worker(s) ready %.1f s after its start (%s)",
+                options.worker_count,
+                time.perf_counter() - started,
+                cluster.scheduler_address,
+            )
+            return dataclasses.replace(options, dask_address=cluster.scheduler_address)
+
+        try:
+            yield ready
+        finally:
+            with contextlib.suppress(Exception):  # a start that failed was reported by ready()
+                future.result().close()
 
 
 @contextlib.contextmanager

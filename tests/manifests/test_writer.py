@@ -368,3 +368,28 @@ def test_integer_array_stats_are_exact(dtype: str) -> None:
     exact_sq = int((ints * ints).sum())  # int64: at most 2**32 * 2**21.1 < 2**63
     assert stats["sum_sq"] == float(exact_sq)
     assert stats["min"] == float(ints.min()) and stats["max"] == float(ints.max())
+
+
+def test_writing_shards_does_not_import_pandas_and_to_pandas_still_works(tmp_path: Path) -> None:
+    """The pyarrow probe spares a build process pandas; pyarrow still imports it when asked to."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        import numpy as np
+        import pyarrow.parquet as pq
+        from manifests.schema import Sample
+        from manifests.writer import write_shard
+        s = Sample("a", "p1", "train", {{"x": np.arange(3, dtype=np.int16)}}, {{"label": 1}})
+        record = write_shard({str(tmp_path)!r}, "train", 0, [s], source="src")
+        assert "pandas" not in sys.modules, "writing a shard imported pandas"
+        frame = pq.read_table({str(tmp_path)!r} + "/" + record.files["rows"]).to_pandas()
+        assert "pandas" in sys.modules and frame["label"].tolist() == [1]
+        print("ok")
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2], env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("ok")

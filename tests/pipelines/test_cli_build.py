@@ -150,3 +150,38 @@ def test_build_on_beam_refuses_bad_options_files_naming_the_file(raw, tmp_path, 
     remote = runner.invoke(app, [*base, "--beam-options-file", str(spec)])
     assert remote.exit_code == 2 and "beam_results_url" in "".join(remote.output.split())
     assert not list((tmp_path / "o").rglob("manifest.json"))
+
+
+def test_dask_build_starts_its_cluster_early_and_writes_what_local_writes(raw, tmp_path, monkeypatch):
+    """``--backend dask`` (cluster started while indexing) gives the local build's bytes; a rerun is a no-op."""
+    from pipelines.backends import BackendOptions
+    from pipelines.backends.dask import cluster_started_early
+
+    monkeypatch.setenv("COLUMNS", "200")
+    args = ["build", "georgia", "--raw-dir", str(raw), "--items-per-shard", "2", "--log-json"]
+    local = runner.invoke(app, [*args, "--out", str(tmp_path / "local")])
+    assert local.exit_code == 0, local.output
+    dask_args = [*args, "--out", str(tmp_path / "dask"), "--backend", "dask", "--workers", "1"]
+    built = runner.invoke(app, dask_args)
+    assert built.exit_code == 0, built.output
+    assert "6 items -> 6 samples" in built.output
+
+    def shard_hashes(root):
+        (manifest,) = root.glob("georgia/v*/manifest.json")
+        data = json.loads(manifest.read_text())
+        return manifest.parent.name, sorted(
+            (rel, digest) for shard in data["shards"] for rel, digest in shard["sha256"].items()
+        )
+
+    assert shard_hashes(tmp_path / "dask") == shard_hashes(tmp_path / "local")
+    again = runner.invoke(app, dask_args)
+    assert again.exit_code == 0, again.output
+    assert "up to date, nothing to do" in again.output
+
+    # the helper itself: options with an address pass through untouched; otherwise an address appears
+    given = BackendOptions(workers=1, dask_address="tcp://127.0.0.1:1")
+    with cluster_started_early(given) as ready:
+        assert ready() is given
+    with cluster_started_early(BackendOptions(workers=1, max_memory="1GiB")) as ready:
+        address = ready().dask_address
+        assert address is not None and address.startswith("tcp://127.0.0.1:")
