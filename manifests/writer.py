@@ -668,8 +668,16 @@ def _encode_rows(
     return sink.getvalue(), {f.name: str(f.type) for f in table.schema}
 
 
+_SCALARS = (int, float, str, bool, type(None))
+
+
 def _plain(value: Any) -> Any:
     """NumPy scalars/arrays → Python values, so Arrow infers the same types everywhere."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is list and all(type(v) in _SCALARS for v in value):
+        return value
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):

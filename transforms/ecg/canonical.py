@@ -41,10 +41,11 @@ Examples:
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import functools
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -318,8 +319,20 @@ class EcgSample:
     comments: list[str] = field(default_factory=list)
 
     def with_changes(self, **changes: Any) -> EcgSample:
-        """A copy with some fields replaced (``dataclasses.replace``)."""
-        return replace(self, **changes)
+        """A shallow copy with some fields replaced (as ``dataclasses.replace``, without re-running ``__init__``).
+
+        Raises:
+            TypeError: a name that is not a field.
+        """
+        unknown = changes.keys() - _ECG_SAMPLE_FIELDS
+        if unknown:
+            raise TypeError(f"EcgSample has no field(s) {sorted(unknown)}")
+        clone = copy.copy(self)
+        clone.__dict__.update(changes)
+        return clone
+
+
+_ECG_SAMPLE_FIELDS = frozenset(EcgSample.__dataclass_fields__)
 
 
 @functools.lru_cache(maxsize=64)

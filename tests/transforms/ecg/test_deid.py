@@ -129,3 +129,23 @@ def test_date_shift_preserves_intervals_within_a_subject(
     assert b.start_datetime - a.start_datetime == second - first
     assert a.start_datetime != first
     assert a.start_datetime.weekday() == first.weekday()  # whole-week offsets
+
+
+def test_with_changes_copies_replaces_and_refuses_unknown_fields() -> None:
+    import numpy as np
+    import pytest
+
+    from transforms.ecg.canonical import EcgSample
+
+    s = EcgSample(np.zeros((12, 5000), np.int16), np.ones(12, bool), 500.0, 0, 1, 0.0, 10.0, 500.0, 5000,
+                  age_years=93.0, record_name="s0010_re", comments=["age: 93"])  # fmt: skip
+    t = s.with_changes(age_years=90, record_name="record-x", comments=[])
+    assert (t.age_years, t.record_name, t.comments) == (90, "record-x", [])
+    assert (s.age_years, s.record_name, s.comments) == (
+        93.0,
+        "s0010_re",
+        ["age: 93"],
+    )  # the original is intact
+    assert t.signal is s.signal and t.fs_hz == s.fs_hz and t.valid_length == 5000
+    with pytest.raises(TypeError, match="no field"):
+        s.with_changes(patient_name="x")
