@@ -26,14 +26,15 @@ Every reader: 2 DataLoader workers (``--workers``), batch 64, one full epoch (or
 Reported: samples/s, MB/s of decoded sample bytes, peak RSS of the process tree (psutil, sampled
 every 50 ms). Local runs are repeated with a warm and a cold page cache (``echo 3 >
 /proc/sys/vm/drop_caches``, needs root). S3 runs use moto's server on loopback, in its own process
-(as an object store is), with a subset of the corpora (moto keeps objects in memory).
+(as an object store is), over the same full corpora (``--s3-ecg``/``--s3-images`` take a subset
+for a quicker run; a subset of a few shards measures mostly the first fetch's latency).
 
 MosaicML Streaming imports ``transformers``/``torchvision`` at import time for its text/vision
 dataset classes, which this benchmark does not use; when they are not installed a stub module
 stands in for them (see :func:`_stub_optional_imports`) so torch is not replaced.
 
-Run: ``.venv/bin/python benchmarks/stream_bench.py`` (full size: 20,000 ECG + 5,000 images locally,
-4,000 + 1,000 from S3) → ``benchmarks/results/stream.json``; ``--quick`` for a smoke run. Built
+Run: ``.venv/bin/python benchmarks/stream_bench.py`` (full size: 20,000 ECG + 5,000 images, locally
+and from S3) → ``benchmarks/results/stream.json``; ``--quick`` for a smoke run. Built
 corpora are cached under ``--workdir`` and reused while the generators and the format are unchanged.
 """
 
@@ -580,8 +581,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2,000 ECG + 500 images, S3 on 1,000 + 250")
     parser.add_argument("--ecg", type=int, default=20_000)
     parser.add_argument("--images", type=int, default=5_000)
-    parser.add_argument("--s3-ecg", type=int, default=4_000)
-    parser.add_argument("--s3-images", type=int, default=1_000)
+    parser.add_argument("--s3-ecg", type=int, default=None, help="ECG samples from S3 (default: --ecg)")
+    parser.add_argument("--s3-images", type=int, default=None, help="images from S3 (default: --images)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--max-seconds", type=float, default=120.0, help="cap on one reader's run")
     parser.add_argument("--workdir", default="/tmp/climb-stream-bench")
@@ -612,7 +613,10 @@ def main() -> None:
         level = 1 if "zstd" in args.image_codec else 5
         FORMAT = replace(DEFAULT_FORMAT, image_compression=args.image_codec, image_level=level)
     if args.quick:
-        args.ecg, args.images, args.s3_ecg, args.s3_images = 2_000, 500, 1_000, 250
+        args.ecg, args.images = 2_000, 500
+        args.s3_ecg, args.s3_images = args.s3_ecg or 1_000, args.s3_images or 250
+    args.s3_ecg = args.s3_ecg or args.ecg
+    args.s3_images = args.s3_images or args.images
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
