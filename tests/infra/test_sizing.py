@@ -47,7 +47,8 @@ def test_measured_rates_match_the_benchmark_results_they_cite() -> None:
     assert f"**{ns['r']['2d']}**" in row_2d
 
     ecg = json.loads((RESULTS / "ecg_build.json").read_text())
-    local = next(
-        row for row in ecg["rows"] if row["records"] == 5000 and row["config"] == "climb local (1 process)"
-    )
-    assert ns["r"]["1d"] == round(local["records_per_s_median"] * 0.1208)
+    local = [row for row in ecg["rows"] if row["config"] == "climb local (1 process)"]
+    assert {row["records"] for row in local} == {5000, 20000}
+    slower = min(row["records_per_s_median"] for row in local)  # the note uses the conservative one
+    assert ns["r"]["1d"] == round(slower * 0.1208)
+    assert f"{round(slower):,} records/s in one process" in text
