@@ -22,7 +22,8 @@ reader reads identical samples:
 * ``ceiling``: this format's stored shard files read and decoded in a tight loop with no
   per-sample Python (:func:`manifests.reader.decode_sharded_array`), 2 processes.
 
-Every reader: 2 DataLoader workers (``--workers``), batch 64, one full epoch (or ``--max-seconds``).
+Every reader: 2 DataLoader workers (``--workers``), batch 64, one full epoch (or ``--max-seconds``),
+``--repeats`` times (default 3, readers interleaved), the median run kept with every run's rate.
 Reported: samples/s, MB/s of decoded sample bytes, peak RSS of the process tree (psutil, sampled
 every 50 ms). Local runs are repeated with a warm and a cold page cache (``echo 3 >
 /proc/sys/vm/drop_caches``, needs root). S3 runs use moto's server on loopback, in its own process
@@ -74,6 +75,7 @@ SHARD_BYTES = 64 << 20
 #: The format "climb-etl" is written in: ``manifests.writer.DEFAULT_FORMAT`` unless ``--image-codec``
 #: picks another codec for pixel arrays (to compare both on the same machine); set in :func:`main`.
 FORMAT: Any = None
+REPEATS = 3  # runs per reader and setting; the median is reported (--repeats)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -449,15 +451,26 @@ def run_local(kind: str, base: Path, workers: int, max_s: float, cache: str) -> 
     rows = []
     print(f"{kind} local {cache}", flush=True)
     warm_up([(name, make_iter) for name, make_iter, _ in readers if name != "ceiling"])
-    for name, make_iter, data_dir in readers:
-        if cache == "cold":
-            if not drop_caches():
-                raise SystemExit("cold-cache runs need root (echo 3 > /proc/sys/vm/drop_caches)")
-        else:
-            warm_files(data_dir)
-        row = measure(name, make_iter, sample_bytes, max_s)
-        rows.append({"corpus": kind, "storage": "local", "cache": cache, **row})
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in readers}
+    for _ in range(REPEATS):  # interleaved: a slow spell of the host hits every reader alike
+        for name, make_iter, data_dir in readers:
+            if cache == "cold":
+                if not drop_caches():
+                    raise SystemExit("cold-cache runs need root (echo 3 > /proc/sys/vm/drop_caches)")
+            else:
+                warm_files(data_dir)
+            runs[name].append(measure(name, make_iter, sample_bytes, max_s))
+    for measured in runs.values():
+        rows.append({"corpus": kind, "storage": "local", "cache": cache, **median_row(measured)})
     return rows
+
+
+def median_row(measured: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median samples/s (the lower middle for an even count), with every run's rate."""
+    ok = sorted((m for m in measured if "samples_s" in m), key=lambda m: m["samples_s"])
+    if not ok:
+        return measured[-1]
+    return {**ok[(len(ok) - 1) // 2], "runs_samples_s": [m.get("samples_s") for m in measured]}
 
 
 def run_s3(kind: str, base: Path, workers: int, max_s: float) -> list[dict[str, Any]]:
@@ -516,9 +529,12 @@ def run_s3(kind: str, base: Path, workers: int, max_s: float) -> list[dict[str, 
         ]
         print(f"{kind} s3", flush=True)
         warm_up([r for r in readers if r[0] not in ("mds", "ceiling")])
-        for name, make_iter in readers:
-            row = measure(name, make_iter, sample_bytes, max_s)
-            rows.append({"corpus": kind, "storage": "s3-moto", "cache": "n/a", **row})
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in readers}
+        for _ in range(REPEATS):
+            for name, make_iter in readers:
+                runs[name].append(measure(name, make_iter, sample_bytes, max_s))
+        for measured in runs.values():
+            rows.append({"corpus": kind, "storage": "s3-moto", "cache": "n/a", **median_row(measured)})
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -584,6 +600,7 @@ def main() -> None:
     parser.add_argument("--s3-ecg", type=int, default=None, help="ECG samples from S3 (default: --ecg)")
     parser.add_argument("--s3-images", type=int, default=None, help="images from S3 (default: --images)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per reader and setting (median kept)")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="cap on one reader's run")
     parser.add_argument("--workdir", default="/tmp/climb-stream-bench")
     parser.add_argument("--skip-s3", action="store_true")
@@ -603,7 +620,8 @@ def main() -> None:
         "2x the bytes); the corpus is then built separately",
     )
     args = parser.parse_args()
-    global FORMAT
+    global FORMAT, REPEATS
+    REPEATS = max(1, args.repeats)
     from dataclasses import replace
 
     from manifests.writer import DEFAULT_FORMAT
@@ -632,13 +650,18 @@ def main() -> None:
             build(kind, n, work)
         return
     kinds = [k for k in args.corpora.split(",") if k]
-    if (args.skip_local or set(kinds) != {"ecg", "image"}) and Path(args.out).exists():
+    partial = args.skip_local or args.skip_s3 or set(kinds) != {"ecg", "image"}
+    if partial and Path(args.out).exists():
         previous = json.loads(Path(args.out).read_text())  # keep the rows this run does not redo
         rows = [
             r
             for r in previous["rows"]
-            if r["corpus"] not in kinds or (args.skip_local and r.get("storage") == "local")
+            if r["corpus"] not in kinds
+            or (args.skip_local and r.get("storage") == "local")
+            or (args.skip_s3 and r.get("storage") != "local")
         ]
+        for r in rows:  # each row says which run measured it
+            r.setdefault("run_started", previous.get("date"))
         builds = previous.get("corpora", {})
     local_sets = [(k, n) for k, n in (("ecg", args.ecg), ("image", args.images)) if k in kinds]
     for kind, n in () if args.skip_local else local_sets:
@@ -662,6 +685,8 @@ def main() -> None:
     _stub_optional_imports()
     import streaming
 
+    for r in rows:
+        r.setdefault("run_started", started)
     load = os.getloadavg()
     result = {
         "benchmark": "stream",

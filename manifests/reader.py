@@ -159,14 +159,29 @@ def fetch_shard_files(
 MMAP_MIN_BYTES = 1 << 20
 
 
+def _map_whole_file(fd: int) -> mmap.mmap:
+    """Map a shard file read-only, its pages read in now, in the calling (fetch) thread.
+
+    ``MAP_POPULATE`` (Linux) makes ``mmap`` itself read the whole file with large sequential
+    requests, outside the GIL, so decode threads never stall on page faults and a cold page
+    cache is read at the disk's speed; a warm one only costs the page-table entries. Elsewhere
+    the mapping asks for read-ahead (``MADV_WILLNEED``) instead.
+    """
+    populate = getattr(mmap, "MAP_POPULATE", 0)
+    if populate:
+        return mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ)
+    data = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    if hasattr(mmap, "MADV_WILLNEED"):  # the whole file is read next: start reading ahead
+        data.madvise(mmap.MADV_WILLNEED)
+    return data
+
+
 def _read_local(path: str, ref: ShardRef, rel: str, verify: bool) -> Any:
     try:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             if size >= MMAP_MIN_BYTES and "/c/" in rel:
-                data: Any = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-                if hasattr(mmap, "MADV_WILLNEED"):  # the whole file is read next: start reading ahead
-                    data.madvise(mmap.MADV_WILLNEED)
+                data: Any = _map_whole_file(fh.fileno())
             else:
                 data = fh.read()
     except FileNotFoundError:
