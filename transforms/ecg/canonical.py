@@ -401,10 +401,7 @@ def _saturation(
     t_src = raw.n_samples
     ratio = t_src / n_out if n_out else 1.0
     all_bounds, all_tols = _limit_arrays(tuple(limits), tuple(steps))
-    if rows == list(range(len(limits))):
-        bounds, tols = all_bounds, all_tols
-    else:
-        bounds, tols = all_bounds[rows], all_tols[rows]
+    bounds, tols = all_bounds[rows], all_tols[rows]
     near = (lows <= bounds[:, 0] + tols) | (highs >= bounds[:, 1] - tols)
     if not near.any():
         return out
