@@ -588,15 +588,18 @@ def _physical_uv(
     return out
 
 
-def _exact_uv(digital: np.ndarray, specs: list[WfdbSignalSpec], shown: str) -> np.ndarray | None:
+def _exact_uv(
+    digital: np.ndarray, specs: list[WfdbSignalSpec], key: _ScaleKey, shown: str
+) -> np.ndarray | None:
     """The ADC codes themselves when they already are whole µV, else None.
 
     True for every CinC 2020/2021 record (format 16, gain 1000/mV, baseline 0): the physical
     value ``(adc - 0) / 1000 * 1000`` is the code, so the int16 codes are returned as they are
     (rows contiguous) instead of a float copy that canonicalisation would round straight back.
     Not when a code is format 16's invalid-sample value (-32768): that sample must read as NaN.
+    ``key`` is ``_scale_key(specs)``, made once per record by the caller.
     """
-    if digital.dtype != np.int16 or not _unit_scales(_scale_key(specs)):
+    if digital.dtype != np.int16 or not _unit_scales(key):
         _check_gains(specs, shown)  # an invalid gain is named as such on either path
         return None
     if digital.size and int(digital.min()) == INVALID_SAMPLE["16"]:
@@ -616,8 +619,8 @@ def _key_specs(key: _ScaleKey) -> list[WfdbSignalSpec]:
     return [WfdbSignalSpec("", f, 1, 0, None, g, b, u, r, z, None, None, "") for f, g, b, u, r, z in key]
 
 
-def _limits_uv(specs: list[WfdbSignalSpec]) -> tuple[list[tuple[float, float]], list[float]]:
-    limits, steps = _limits_uv_cached(_scale_key(specs))
+def _limits_uv(key: _ScaleKey) -> tuple[list[tuple[float, float]], list[float]]:
+    limits, steps = _limits_uv_cached(key)
     return list(limits), list(steps)
 
 
@@ -874,10 +877,11 @@ def read_wfdb_record(header_path: str | os.PathLike[str]) -> RawEcg:
             digital = digital[keep]
             specs = [specs[i] for i in keep]
         checksum_mismatch = _checksum_mismatches(digital, specs)
-        signal = _exact_uv(digital, specs, shown)
+        key = _scale_key(specs)  # once per record: the caches below are keyed on it
+        signal = _exact_uv(digital, specs, key, shown)
         if signal is None:
             signal = _physical_uv(digital, specs, [INVALID_SAMPLE.get(s.fmt) for s in specs], shown)
-        limits, steps = _limits_uv(specs)
+        limits, steps = _limits_uv(key)
     else:
         reader = "wfdb"
         physical, header = _read_with_wfdb(header, path, shown)
@@ -893,7 +897,7 @@ def read_wfdb_record(header_path: str | os.PathLike[str]) -> RawEcg:
         if finite.size == 0 or float(np.abs(finite).max()) < 2.0**22:
             signal = signal.astype(np.float32)
         if all(s.adc_gain for s in specs):
-            limits, steps = _limits_uv(specs)
+            limits, steps = _limits_uv(_scale_key(specs))
         else:  # wfdb gave no ADC description (multi-segment): saturation at the ADC is not measured
             limits, steps = [], []
     age, sex, codes = _parse_demographics(header.comments)
