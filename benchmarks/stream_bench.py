@@ -176,60 +176,47 @@ def _free_port() -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def build(kind: str, n: int, out: Path) -> Path:
-    """Write ``n`` samples of ``kind`` in every format under ``out/<kind>-<n>``; reused when complete."""
-    from PIL import Image
-    from scipy.io import savemat
+#: Bumped when the corpus layout on disk changes (the samples are :data:`CORPUS_VERSION`'s).
+LAYOUT_VERSION = 2
 
-    _stub_optional_imports()
-    import webdataset as wds
-    from streaming import MDSWriter
 
+def build(kind: str, n: int, out: Path, jobs: int = 1) -> Path:
+    """Write ``n`` samples of ``kind`` in every format under ``out/<kind>-<n>``; reused when complete.
+
+    The corpus is cut into chunks of one shard of this format's samples; each chunk is written
+    in every format by one task (this format's shard ``k``, MDS partition ``k``, tar shard ``k``,
+    the chunk's one-file-per-sample copies), ``jobs`` tasks at a time in processes, and MDS's
+    partition indexes are merged at the end (``streaming.base.util.merge_index``). Every format
+    holds the same samples whatever ``jobs`` is.
+    """
     from manifests.publish import publish_dataset
-    from manifests.schema import Sample
-    from manifests.writer import DEFAULT_FORMAT, write_shard
+    from manifests.writer import DEFAULT_FORMAT
 
     fmt = FORMAT or DEFAULT_FORMAT
     tag = "" if fmt == DEFAULT_FORMAT else f"-{fmt.image_compression}"
     base = out / f"{kind}-{n}{tag}"
     done = base / "done.json"
-    identity = {"corpus_version": CORPUS_VERSION, "format": fmt.to_dict()}
+    identity = {"corpus_version": CORPUS_VERSION, "layout": LAYOUT_VERSION, "format": fmt.to_dict()}
     if done.exists() and {k: json.loads(done.read_text()).get(k) for k in identity} == identity:
-        return base  # the same samples in the same format: reuse
+        return base  # the same samples in the same format and layout: reuse
     shutil.rmtree(base, ignore_errors=True)
-    make = make_ecg if kind == "ecg" else make_image
     shape, dtype = (ECG_SHAPE, "int16") if kind == "ecg" else (IMAGE_SHAPE, "uint8")
     per_shard = max(1, SHARD_BYTES // (int(np.prod(shape)) * np.dtype(dtype).itemsize))
     for sub in ("ours", "mds", "wds", "climb"):
         (base / sub).mkdir(parents=True, exist_ok=True)
-    records, pending = [], []
     t0 = time.perf_counter()
-    mds = MDSWriter(
-        out=str(base / "mds"),
-        columns={"x": f"ndarray:{dtype}:{','.join(map(str, shape))}"},
-        compression="zstd",
-        size_limit=SHARD_BYTES,
-    )
-    tar = wds.ShardWriter(str(base / "wds" / "shard-%06d.tar"), maxsize=SHARD_BYTES, verbose=0)
-    for i in range(n):
-        x = make(i)
-        sid = f"{kind}{i:08d}"
-        pending.append(Sample(sid, f"p{i}", "train", {"x": x}, {"label": i % 5}))
-        if len(pending) == per_shard:
-            records.append(
-                write_shard(str(base / "ours"), "train", len(records), pending, source=kind, fmt=fmt)
-            )
-            pending = []
-        mds.write({"x": x})
-        tar.write({"__key__": sid, "npy": x})
-        if kind == "ecg":
-            savemat(base / "climb" / f"{sid}.mat", {"val": x}, do_compression=False)
-        else:
-            Image.fromarray(x).save(base / "climb" / f"{sid}.jpg", format="JPEG", quality=90)
-    if pending:
-        records.append(write_shard(str(base / "ours"), "train", len(records), pending, source=kind, fmt=fmt))
-    mds.finish()
-    tar.close()
+    chunks = [
+        (kind, k, lo, min(lo + per_shard, n), str(base), fmt) for k, lo in enumerate(range(0, n, per_shard))
+    ]
+    if jobs > 1:
+        with mp.get_context("fork").Pool(min(jobs, len(chunks))) as pool:
+            records = pool.map(_build_chunk, chunks, chunksize=1)
+    else:
+        records = [_build_chunk(chunk) for chunk in chunks]
+    _stub_optional_imports()
+    from streaming.base.util import merge_index
+
+    merge_index(str(base / "mds"), keep_local=True)
     publish_dataset(
         str(base / "ours"),
         source=kind,
@@ -244,9 +231,47 @@ def build(kind: str, n: int, out: Path) -> Path:
         sub: sum(p.stat().st_size for p in (base / sub).rglob("*") if p.is_file())
         for sub in ("ours", "mds", "wds", "climb")
     }
-    done.write_text(json.dumps({"n": n, "build_s": time.perf_counter() - t0, "bytes": sizes, **identity}))
-    print(f"built {kind} ×{n} in {time.perf_counter() - t0:.0f} s: {sizes}", flush=True)
+    build_s = time.perf_counter() - t0
+    done.write_text(json.dumps({"n": n, "build_s": build_s, "jobs": jobs, "bytes": sizes, **identity}))
+    print(f"built {kind} ×{n} in {build_s:.0f} s ({jobs} jobs): {sizes}", flush=True)
     return base
+
+
+def _build_chunk(job: tuple[str, int, int, int, str, Any]) -> Any:
+    """Samples ``lo:hi`` of ``kind`` in every format (chunk ``k``); returns this format's shard record."""
+    from PIL import Image
+    from scipy.io import savemat
+
+    _stub_optional_imports()
+    import webdataset as wds
+    from streaming import MDSWriter
+
+    from manifests.schema import Sample
+    from manifests.writer import write_shard
+
+    kind, k, lo, hi, root, fmt = job
+    base = Path(root)
+    make = make_ecg if kind == "ecg" else make_image
+    shape, dtype = (ECG_SHAPE, "int16") if kind == "ecg" else (IMAGE_SHAPE, "uint8")
+    samples = []
+    mds = MDSWriter(
+        out=str(base / "mds" / f"part-{k:05d}"),
+        columns={"x": f"ndarray:{dtype}:{','.join(map(str, shape))}"},
+        compression="zstd",
+        size_limit=SHARD_BYTES,
+    )
+    with mds, wds.TarWriter(str(base / "wds" / f"shard-{k:06d}.tar")) as tar:
+        for i in range(lo, hi):
+            x = make(i)
+            sid = f"{kind}{i:08d}"
+            samples.append(Sample(sid, f"p{i}", "train", {"x": x}, {"label": i % 5}))
+            mds.write({"x": x})
+            tar.write({"__key__": sid, "npy": x})
+            if kind == "ecg":
+                savemat(base / "climb" / f"{sid}.mat", {"val": x}, do_compression=False)
+            else:
+                Image.fromarray(x).save(base / "climb" / f"{sid}.jpg", format="JPEG", quality=90)
+    return write_shard(str(base / "ours"), "train", k, samples, source=kind, fmt=fmt)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -603,6 +628,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per reader and setting (median kept)")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="cap on one reader's run")
     parser.add_argument("--workdir", default="/tmp/climb-stream-bench")
+    parser.add_argument(
+        "--jobs", type=int, default=len(os.sched_getaffinity(0)), help="processes writing the corpora"
+    )
     parser.add_argument("--skip-s3", action="store_true")
     parser.add_argument("--build-only", action="store_true", help="write the corpora and stop")
     parser.add_argument("--skip-cold", action="store_true")
@@ -647,7 +675,7 @@ def main() -> None:
             ("ecg", args.s3_ecg),
             ("image", args.s3_images),
         ):
-            build(kind, n, work)
+            build(kind, n, work, args.jobs)
         return
     kinds = [k for k in args.corpora.split(",") if k]
     partial = args.skip_local or args.skip_s3 or set(kinds) != {"ecg", "image"}
@@ -665,13 +693,13 @@ def main() -> None:
         builds = previous.get("corpora", {})
     local_sets = [(k, n) for k, n in (("ecg", args.ecg), ("image", args.images)) if k in kinds]
     for kind, n in () if args.skip_local else local_sets:
-        base = build(kind, n, work)
+        base = build(kind, n, work, args.jobs)
         builds[f"{kind}-{n}"] = json.loads((base / "done.json").read_text())
         for cache in ("warm",) if args.skip_cold else ("warm", "cold"):
             rows += run_local(kind, base, args.workers, args.max_seconds, cache)
     if not args.skip_s3:
         for kind, n in [(k, n) for k, n in (("ecg", args.s3_ecg), ("image", args.s3_images)) if k in kinds]:
-            base = build(kind, n, work)
+            base = build(kind, n, work, args.jobs)
             builds[f"{kind}-{n}"] = json.loads((base / "done.json").read_text())
             try:
                 rows += run_s3(kind, base, args.workers, args.max_seconds)
