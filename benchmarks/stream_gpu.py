@@ -47,7 +47,7 @@ import stream_bench as sb  # noqa: E402
 from stream_corpus import ECG_SHAPE, IMAGE_SHAPE  # noqa: E402
 
 BATCH = sb.BATCH
-READERS = ("climb-etl", "mds", "webdataset", "climb-way", "ceiling")
+READERS = ("climb-etl", "climb-etl-pin", "mds", "webdataset", "climb-way", "ceiling")
 
 
 def _tensor(batch: Any) -> Any:
@@ -61,8 +61,16 @@ def _tensor(batch: Any) -> Any:
     return batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.asarray(batch))
 
 
-def epoch_readers(kind: str, base: Path, workers: int) -> dict[str, Callable[[int], Iterator[Any]]]:
-    """For each reader, ``epoch -> iterator of batches`` (tensors; the ceiling yields sample counts)."""
+def epoch_readers(
+    kind: str, base: Path, workers: int, device: Any
+) -> dict[str, Callable[[int], Iterator[Any]]]:
+    """For each reader, ``epoch -> iterator of batches`` (tensors; the ceiling yields sample counts).
+
+    ``climb-etl`` delivers batches on ``device`` itself (``loader(device=...)``: workers collate
+    into a page-locked shared ring the GPU copies from); ``climb-etl-pin`` is the same loader on
+    PyTorch's usual path (per-batch shared memory, the DataLoader's pin thread, then ``.to``),
+    as every peer is read.
+    """
     import torch
     from torch.utils.data import DataLoader
 
@@ -74,6 +82,11 @@ def epoch_readers(kind: str, base: Path, workers: int) -> dict[str, Callable[[in
     view = open_dataset(str(base / "ours")).split("train").select(["x"])
 
     def ours(epoch: int) -> Iterator[Any]:
+        loader = view.loader(BATCH, num_workers=workers, seed=0, epoch=epoch, device=device)
+        for batch in loader:
+            yield batch["x"]
+
+    def ours_pin(epoch: int) -> Iterator[Any]:
         loader = view.loader(BATCH, num_workers=workers, seed=0, epoch=epoch, pin_memory=True)
         for batch in loader:
             yield batch["x"]
@@ -118,7 +131,14 @@ def epoch_readers(kind: str, base: Path, workers: int) -> dict[str, Callable[[in
     def ceiling(epoch: int) -> Iterator[int]:
         yield from sb.read_ceiling(str(base / "ours"), workers)
 
-    return {"climb-etl": ours, "mds": mds, "webdataset": wds, "climb-way": climb_way, "ceiling": ceiling}
+    return {
+        "climb-etl": ours,
+        "climb-etl-pin": ours_pin,
+        "mds": mds,
+        "webdataset": wds,
+        "climb-way": climb_way,
+        "ceiling": ceiling,
+    }
 
 
 def measure(
@@ -146,7 +166,7 @@ def measure(
                         samples += batch
                     else:
                         x = _tensor(batch)
-                        if cuda:
+                        if cuda and x.device != device:
                             if not x.is_pinned():
                                 x = x.pin_memory()
                             x = x.to(device, non_blocking=True)
@@ -182,6 +202,24 @@ def measure(
     return row
 
 
+def check_device_batches(base: Path, device: Any, workers: int = 2) -> dict[str, Any]:
+    """The batches ``loader(device=...)`` delivers equal the CPU loader's, batch for batch."""
+    import torch
+
+    from manifests import open_dataset
+
+    view = open_dataset(str(base / "ours")).split("train")
+    cpu = view.loader(BATCH, num_workers=workers, seed=0, epoch=1, pin_memory=False)
+    dev = view.loader(BATCH, num_workers=workers, seed=0, epoch=1, device=device)
+    batches = 0
+    equal = True
+    for a, b in zip(cpu, dev, strict=True):
+        batches += 1
+        equal &= b["x"].device.type == torch.device(device).type
+        equal &= bool(torch.equal(a["x"], b["x"].cpu())) and a["sample_id"] == b["sample_id"]
+    return {"workers": workers, "batches": batches, "equal": bool(equal)}
+
+
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per corpus and worker count: this reader vs the faster peer, the ceiling and the CLIMB way."""
     out = []
@@ -192,7 +230,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if (r["corpus"], r["workers"]) == (corpus, workers) and "samples_s" in r
         }
         peer = max(rate.get("mds", 0.0), rate.get("webdataset", 0.0))
-        ours = rate.get("climb-etl", 0.0)
+        ours = max(rate.get("climb-etl", 0.0), rate.get("climb-etl-pin", 0.0))
         out.append(
             {
                 "corpus": corpus,
@@ -278,6 +316,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         sb.warm_files(base)
     if device.type == "cuda":
         torch.zeros(1, device=device)  # CUDA context up before any timing
+    checks = {}
+    for kind in kinds:
+        try:
+            checks[kind] = check_device_batches(bases[kind], device)
+        except Exception as exc:  # reported; the runs go on
+            checks[kind] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        print(f"device batches {kind}: {checks[kind]}", flush=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     result: dict[str, Any] = {
         "benchmark": "stream_gpu",
@@ -293,6 +338,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "format": DEFAULT_FORMAT.to_dict(),
         },
         "corpora": corpora,
+        "device_check": checks,
         "rows": [],
         "complete": False,
     }
@@ -310,7 +356,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for workers in worker_counts:
         for kind in kinds:
             sample_bytes = int(np.prod(ECG_SHAPE)) * 2 if kind == "ecg" else int(np.prod(IMAGE_SHAPE))
-            make = epoch_readers(kind, bases[kind], workers)
+            make = epoch_readers(kind, bases[kind], workers, device)
             if kind not in warmed:  # imports and first-use costs stay out of the runs
                 sb.warm_up([(n, (lambda f=make[n]: f(0))) for n in readers if n != "ceiling"])
                 warmed.add(kind)

@@ -52,6 +52,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from manifests.ring import BatchRing, DeviceMover, RingAllocator, ring_supported
+
 if TYPE_CHECKING:
     from manifests.reader import ShardData, ShardRef, SplitView
 
@@ -364,6 +366,15 @@ class BatchStream:
             drop_last=c.drop_last,
         )
 
+    def ring_fields(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """The fixed-shape arrays of a batch, ``{name: (per-sample shape, dtype)}`` (for a batch ring)."""
+        schema = self.view.dataset.manifest["schema"]["arrays"]
+        return {
+            name: (tuple(schema[name]["shape"]), schema[name]["dtype"])
+            for name in self.view.arrays
+            if schema.get(name, {}).get("layout") == "fixed"
+        }
+
     def __len__(self) -> int:
         """Batches this rank yields in the epoch (from ``start_batch``)."""
         return max(0, self.plan().num_batches - self.config.start_batch)
@@ -580,6 +591,8 @@ class TorchStream(_iterable_dataset_base()):  # type: ignore[misc]
                 raise TypeError("batch_size is required when streaming a split view")
             self.stream = BatchStream(source, StreamConfig(batch_size=batch_size, **kwargs))
         self._consumed = self.stream.config.start_batch
+        #: set by :class:`StreamLoader` for batches delivered on a device: workers collate into it
+        self.ring: BatchRing | None = None
 
     def __len__(self) -> int:
         return len(self.stream)
@@ -594,6 +607,13 @@ class TorchStream(_iterable_dataset_base()):  # type: ignore[misc]
 
         info = get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        if self.ring is not None:  # fixed arrays go into ring slots; only references travel
+            ring_alloc = RingAllocator(self.ring, worker)
+            for batch in self.stream.iter_batches(worker, workers, alloc=ring_alloc):
+                if info is None:
+                    self._consumed += 1
+                yield _to_torch(ring_alloc.finish(batch))
+            return
         alloc = _SharedAllocator() if info is not None else None
         for batch in self.stream.iter_batches(worker, workers, alloc=alloc):
             if info is None:
@@ -626,8 +646,15 @@ class StreamLoader:
         batch_size: per-rank batch size (for a split view).
         num_workers: DataLoader worker processes (0: in-process).
         pin_memory: pin batches for fast, asynchronous copies to the GPU (default: when CUDA is
-            available).
+            available). Not used with ``device``.
         prefetch_factor: batches each worker keeps ready.
+        device: deliver batches on this device (``"cuda"``, ``"cuda:1"``, ``"cpu"``). Fixed-shape
+            arrays then go through a :class:`manifests.ring.BatchRing`: workers collate into
+            page-locked shared memory that the GPU copies from directly, on a side stream (no pin
+            thread, no per-batch shared-memory segment); the loop's current stream waits for
+            each batch's copy. The ring holds ``prefetch_factor + 2`` batches per worker (about
+            ``workers × (prefetch_factor + 2) × batch bytes`` of page-locked memory). Default:
+            batches stay on the CPU (pinned per ``pin_memory``).
         **kwargs: :class:`StreamConfig` fields (shuffle, seed, epoch, rank, world_size, drop_last,
             lanes, block_shards, prefetch_shards, decode_threads, fetch_threads).
     """
@@ -641,6 +668,7 @@ class StreamLoader:
         pin_memory: bool | None = None,
         prefetch_factor: int = 2,
         multiprocessing_context: str | None = None,
+        device: Any = None,
         **kwargs: Any,
     ) -> None:
         import torch
@@ -648,6 +676,7 @@ class StreamLoader:
         self.dataset = TorchStream(view, batch_size, **kwargs)
         self.num_workers = int(num_workers)
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
+        self.device = None if device is None else torch.device(device)
         self.prefetch_factor = prefetch_factor
         self.multiprocessing_context = multiprocessing_context
         self._consumed = self.dataset.stream.config.start_batch
@@ -663,21 +692,50 @@ class StreamLoader:
         self.dataset.set_epoch(epoch)
         self._consumed = 0
 
+    def _ring(self) -> BatchRing | None:
+        """A fresh ring for one pass (``None``: no fixed arrays, a mixture, or no memfd here)."""
+        fields = getattr(self.dataset.stream, "ring_fields", None)
+        fields = fields() if fields is not None else {}
+        if not fields or not ring_supported():
+            return None
+        slots = self.prefetch_factor + 2 if self.num_workers else 2
+        return BatchRing(
+            fields,
+            self.dataset.stream.config.batch_size,
+            max(1, self.num_workers),
+            slots,
+            pin=self.device is not None and self.device.type == "cuda",
+        )
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         from torch.utils.data import DataLoader
 
         self.dataset.stream.config.start_batch = self._consumed
+        ring = self._ring() if self.device is not None else None
+        self.dataset.ring = ring
         loader = DataLoader(
             self.dataset,
             batch_size=None,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self.pin_memory and ring is None,
             prefetch_factor=self.prefetch_factor if self.num_workers else None,
             multiprocessing_context=self.multiprocessing_context if self.num_workers else None,
         )
-        for batch in loader:
-            self._consumed += 1
-            yield batch
+        mover = DeviceMover(self.device, ring) if self.device is not None else None
+        it = iter(loader)
+        try:
+            for batch in it:
+                self._consumed += 1
+                yield batch if mover is None else mover(batch)
+        finally:
+            if mover is not None:
+                mover.finish()
+            shutdown = getattr(it, "_shutdown_workers", None)
+            if shutdown is not None:  # the workers stop before their ring goes away
+                shutdown()
+            self.dataset.ring = None
+            if ring is not None:
+                ring.close()
         self.set_epoch(self.epoch + 1)
 
     def state_dict(self) -> dict[str, Any]:
