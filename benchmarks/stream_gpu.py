@@ -166,7 +166,7 @@ def measure(
                         samples += batch
                     else:
                         x = _tensor(batch)
-                        if cuda and x.device != device:
+                        if cuda and x.device.type != "cuda":
                             if not x.is_pinned():
                                 x = x.pin_memory()
                             x = x.to(device, non_blocking=True)
@@ -246,6 +246,37 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def merge_runs(paths: list[str]) -> dict[str, Any]:
+    """One result from several runs' files, oldest first: a row measured later (with a rate)
+    replaces the same (corpus, workers, reader) row, whose rate is kept in ``earlier_runs``;
+    failed rows never replace measured ones. Every row names its run (``run_started``)."""
+    results = [json.loads(Path(p).read_text()) for p in paths]
+    rows: dict[tuple[str, int, str], dict[str, Any]] = {}
+    for res in results:
+        for row in res["rows"]:
+            key = (row["corpus"], row["workers"], row["reader"])
+            row = {**row, "run_started": row.get("run_started", res["date"])}
+            earlier = rows.get(key)
+            if earlier is None or "samples_s" in row or "samples_s" not in earlier:
+                if earlier is not None and "samples_s" in earlier:  # keep its rate beside the new one
+                    row["earlier_runs"] = [
+                        *earlier.get("earlier_runs", []),
+                        {"run_started": earlier["run_started"], "samples_s": earlier["samples_s"]},
+                    ]
+                rows[key] = row
+    merged = {
+        **results[-1],
+        "date": results[0]["date"],
+        "runs": [
+            {k: res.get(k) for k in ("date", "machine", "settings", "device_check", "elapsed_s", "complete")}
+            for res in results
+        ],
+        "rows": sorted(rows.values(), key=lambda r: (r["workers"], r["corpus"], READERS.index(r["reader"]))),
+    }
+    merged["summary"] = summarise(merged["rows"])
+    return merged
+
+
 def machine(device: Any) -> dict[str, Any]:
     import torch
 
@@ -285,7 +316,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--jobs", type=int, default=len(os.sched_getaffinity(0)), help="processes writing the corpora"
     )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "stream_gpu.json"))
+    parser.add_argument(
+        "--merge", nargs="+", default=None, help="merge these runs' result files into --out and stop"
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        merged = merge_runs(args.merge)
+        Path(args.out).write_text(json.dumps(merged, indent=1) + "\n")
+        print(json.dumps(merged["summary"], indent=1))
+        return merged
     t_start = time.monotonic()
     import torch
 
