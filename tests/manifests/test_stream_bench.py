@@ -96,7 +96,7 @@ def test_every_reader_reads_whole_epochs_and_the_device_batches_match(gpu_run) -
 def test_merged_runs_keep_every_rate_and_never_let_a_failure_replace_a_measurement(
     gpu_run, tmp_path: Path
 ) -> None:
-    work, result = gpu_run
+    _, result = gpu_run
     first = dict(result, date="2026-01-01T00:00:00Z")
     later_rows = [
         {"corpus": "ecg", "workers": 2, "reader": "climb-etl", "samples_s": 1.0, "samples": 1},
