@@ -977,7 +977,8 @@ class SplitView:
         return TorchStream(self, batch_size, **kwargs)
 
     def loader(self, batch_size: int, **kwargs: Any) -> Any:
-        """A resumable DataLoader of collated (pinned on CUDA) batches; see :class:`manifests.stream.StreamLoader`."""
+        """A resumable DataLoader of collated batches (pinned on CUDA, or delivered on a device with
+        ``device="cuda"`` through a page-locked shared ring); see :class:`manifests.stream.StreamLoader`."""
         from manifests.stream import StreamLoader
 
         return StreamLoader(self, batch_size, **kwargs)
