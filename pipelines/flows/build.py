@@ -9,7 +9,8 @@ fetchers), the same functions ``climb build`` calls.
   fingerprint, the config, the code of the transform/write path, the source manifest and the
   key. The plan object goes to ``build`` in memory (``quote``: Prefect neither walks nor
   persists it), so the release is indexed once per run, as in ``climb build``.
-* ``build`` runs the shards on the chosen backend and publishes. Its Prefect cache key is the
+* ``build`` runs the shards on the chosen backend and publishes (on Dask without a scheduler
+  address, the ``LocalCluster`` starts while ``plan`` indexes, as in ``climb build``). Its Prefect cache key is the
   version plus the output URL, so an unchanged source is skipped by Prefect's cache; the
   storage stays the truth (a published ``manifest.json`` is also found without the cache,
   and a missing one is rebuilt even if Prefect remembers a result: ``refresh_cache``).
@@ -23,6 +24,7 @@ are stored in the Prefect database and shown in the UI).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -180,6 +182,20 @@ def build_artifact_markdown(summary: dict[str, Any], manifest: dict[str, Any]) -
     return "\n".join(lines)
 
 
+def _dask_started_early(stack: contextlib.ExitStack, options: dict[str, Any]) -> Any:
+    """For the Dask backend with no ``dask_address``: a ``LocalCluster`` starting now, in the
+    background (:func:`pipelines.backends.dask.cluster_started_early`), closed with ``stack``;
+    its ``ready()`` gives the options with its address. ``None`` for any other backend."""
+    from pipelines.cli_build import BuildOptions
+
+    opts = BuildOptions(**options)
+    if opts.backend != "dask" or opts.dask_address is not None:
+        return None
+    from pipelines.backends.dask import cluster_started_early
+
+    return stack.enter_context(cluster_started_early(opts.backend_options()))
+
+
 @flow(name="build-source", log_prints=False)
 def build_source(
     source: str,
@@ -210,11 +226,18 @@ def build_source(
     if raw_dir is None:
         raw_root = os.environ.get("CLIMB_RAW_ROOT") or str(Path(out).parent / "raw")
         raw_dir = fetch_task(source, f"{raw_root.rstrip('/')}/{source}", endpoints)
-    plan = plan_task(source, raw_dir, out, config)
-    logger.info("%s: version %s, %d items in %d shards", source, plan.version, plan.items_in, len(plan.plans))
-    # Storage is the truth: a version Prefect remembers but whose manifest is gone is rebuilt.
-    build = build_task if stages.is_published(plan) else build_task.with_options(refresh_cache=True)
-    state = build(source, raw_dir, out, config, options, plan.version, quote(plan), return_state=True)
+    with contextlib.ExitStack() as stack:
+        ready = _dask_started_early(stack, options)  # the workers start while the plan indexes
+        plan = plan_task(source, raw_dir, out, config)
+        logger.info(
+            "%s: version %s, %d items in %d shards", source, plan.version, plan.items_in, len(plan.plans)
+        )
+        # Storage is the truth: a version Prefect remembers but whose manifest is gone is rebuilt.
+        published = stages.is_published(plan)
+        build = build_task if published else build_task.with_options(refresh_cache=True)
+        if ready is not None and not published:  # an unused cluster closes with the stack
+            options = {**options, "dask_address": ready().dask_address}
+        state = build(source, raw_dir, out, config, options, plan.version, quote(plan), return_state=True)
     summary = dict(state.result())
     summary["cached"] = state.name == "Cached"
     summary["flow_seconds"] = round(time.perf_counter() - started, 3)

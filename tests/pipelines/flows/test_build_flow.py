@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -70,3 +72,29 @@ def test_build_corpus_fans_out(prefect_server, raw_root, tmp_path):
     assert results["cpsc2018"]["items_in"] == 5
     # CPSC records of 6-25 s give one or more 10 s windows each.
     assert results["cpsc2018"]["samples_out"] >= 5
+
+
+def test_build_source_on_dask_starts_the_cluster_while_planning(prefect_server, raw_root, tmp_path, caplog):
+    """The flow's Dask path starts its LocalCluster in the background during ``plan`` (as
+    ``climb build`` does) and writes the local backend's bytes."""
+
+    def shard_hashes(root: Path) -> list[tuple[str, str]]:
+        (manifest,) = root.glob("georgia/v*/manifest.json")
+        shards = json.loads(manifest.read_text())["shards"]
+        return sorted((rel, digest) for shard in shards for rel, digest in shard["sha256"].items())
+
+    config = {"items_per_shard": 3}
+    raw = str(raw_root / "georgia")
+    local = build_source("georgia", str(tmp_path / "local"), raw_dir=raw, config=config)
+    with caplog.at_level(logging.INFO, logger="pipelines.backends.dask"):
+        on_dask = build_source(
+            "georgia",
+            str(tmp_path / "dask"),
+            raw_dir=raw,
+            config=config,
+            options={"backend": "dask", "workers": 1},
+        )
+    assert on_dask["status"] == "built" and on_dask["version"] == local["version"]
+    early = [r.getMessage() for r in caplog.records if "after its start" in r.getMessage()]
+    assert len(early) == 1 and "LocalCluster of 1 worker(s) ready" in early[0]
+    assert shard_hashes(tmp_path / "dask") == shard_hashes(tmp_path / "local")
