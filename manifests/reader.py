@@ -155,6 +155,9 @@ def fetch_shard_files(
     return out
 
 
+#: Allocates a decoded array: ``(shape, dtype) -> np.ndarray`` (uninitialised).
+ArrayAlloc = Callable[[tuple[int, ...], np.dtype], np.ndarray]
+
 #: Local chunk files at least this large are memory-mapped rather than read into memory.
 MMAP_MIN_BYTES = 1 << 20
 
@@ -428,7 +431,7 @@ def decode_sharded_array(
 
 
 def decode_sharded_rows(
-    array_meta: Mapping[str, Any], shard_bytes: Any, order: np.ndarray
+    array_meta: Mapping[str, Any], shard_bytes: Any, order: np.ndarray, alloc: ArrayAlloc | None = None
 ) -> np.ndarray | None:
     """Decode the samples ``order`` (positions along axis 0, any order) of a single-shard array.
 
@@ -436,13 +439,14 @@ def decode_sharded_rows(
     or ``None`` for a layout :func:`decode_sharded_array` does not handle. Each inner chunk holding
     asked samples is decompressed once into a small scratch buffer (it stays in the CPU cache) and
     its rows are copied to their places: the streaming loader decodes a shard straight into the
-    order in which its batches consume it, so a batch is then a slice, not a gather.
+    order in which its batches consume it, so a batch is then a slice, not a gather. ``alloc``
+    (``(shape, dtype) -> array``) provides ``out`` (the loader reuses buffers); default ``np.empty``.
     """
     lay = _shard_layout(array_meta, shard_bytes)
     if lay is None or not lay.shape:
         return None
     order = np.asarray(order, dtype=np.int64)
-    out = np.empty((len(order), *lay.shape[1:]), dtype=lay.dtype)
+    out = (alloc or np.empty)((len(order), *lay.shape[1:]), lay.dtype)
     if not len(order):
         return out
     n_rows = lay.shape[0]
@@ -503,12 +507,12 @@ def _decode_array(
 
 
 def _decode_array_ordered(
-    files: Mapping[str, bytes], prefix: str, path: str, order: np.ndarray
+    files: Mapping[str, bytes], prefix: str, path: str, order: np.ndarray, alloc: ArrayAlloc | None
 ) -> np.ndarray:
     meta = json.loads(files[f"{prefix}{path}/zarr.json"])
     shard_key = f"{prefix}{path}/c/" + "/".join("0" for _ in meta["shape"])
     if meta["shape"] and shard_key in files:
-        fast = decode_sharded_rows(meta, files[shard_key], order)
+        fast = decode_sharded_rows(meta, files[shard_key], order, alloc)
         if fast is not None:
             return fast
     return _decode_array(files, prefix, path)[np.asarray(order, dtype=np.int64)]
@@ -522,6 +526,7 @@ def decode_shard(
     columns: Sequence[str] | None,
     rows: np.ndarray | None = None,
     order: np.ndarray | None = None,
+    alloc: ArrayAlloc | None = None,
 ) -> ShardData:
     """Decode whole shard files (as fetched) into a :class:`ShardData`.
 
@@ -536,6 +541,7 @@ def decode_shard(
         order: sample offsets in the order the caller will consume them: fixed-shape arrays then
             come back compact and in that order (``arrays[name][k]`` is sample ``order[k]``, see
             :func:`decode_sharded_rows`); ragged arrays and rows stay whole. Overrides ``rows``.
+        alloc: with ``order``, provides the fixed arrays' buffers (``(shape, dtype) -> array``).
     """
     prefix = ref.files["arrays"].rstrip("/") + "/"
     meta = shard_metadata(files, ref)
@@ -545,7 +551,7 @@ def decode_shard(
         for name in names:
             info = meta["arrays"][name]
             if info["layout"] == "fixed" and order is not None:
-                decoded[name] = _decode_array_ordered(files, prefix, name, order)
+                decoded[name] = _decode_array_ordered(files, prefix, name, order, alloc)
             elif info["layout"] == "fixed":
                 decoded[name] = _decode_array(files, prefix, name, rows)
             else:
@@ -934,10 +940,16 @@ class SplitView:
         return self.dataset.fetch_shard(ref, arrays=self.arrays, columns=self.row_columns)
 
     def decode_shard(
-        self, ref: ShardRef, files: Mapping[str, Any], order: np.ndarray | None = None
+        self,
+        ref: ShardRef,
+        files: Mapping[str, Any],
+        order: np.ndarray | None = None,
+        alloc: ArrayAlloc | None = None,
     ) -> ShardData:
         """Decode fetched files with this view's arrays and row columns (see :func:`decode_shard`)."""
-        return decode_shard(ref, files, arrays=self.arrays, columns=self.row_columns, order=order)
+        return decode_shard(
+            ref, files, arrays=self.arrays, columns=self.row_columns, order=order, alloc=alloc
+        )
 
     def read_shard(
         self, ref: ShardRef, rows: np.ndarray | None = None, order: np.ndarray | None = None

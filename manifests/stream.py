@@ -211,6 +211,48 @@ class _DecodedShard:
 
 Allocator = Callable[[str, tuple[int, ...], np.dtype], np.ndarray]
 
+
+class _ShardBuffers:
+    """Buffers for decoded shards, reused once nothing can see them any more.
+
+    A fresh 64 MB array costs the kernel about as much to zero and map as decoding fills it, for
+    every shard of every epoch. The stream decodes each shard into one of these buffers instead;
+    a buffer is handed out again only when its reference count is back to the pool's own, that is
+    when the stream has dropped the shard *and* every batch view of it (a NumPy slice, a tensor
+    from ``torch.from_numpy``, any view of those: NumPy views all reference the owning buffer)
+    is gone. A batch a caller keeps is never overwritten. At most ``keep`` buffers are held.
+    """
+
+    def __init__(self, keep: int) -> None:
+        import sys
+        import threading
+
+        self._refcount = sys.getrefcount
+        self._lock = threading.Lock()
+        self._bufs: list[np.ndarray] = []
+        self.keep = keep
+        self.reused = 0
+        self._bufs.append(np.empty(0, dtype=np.uint8))
+        self._idle = self._refs(0)  # the count of a buffer only the pool holds, measured here
+        self._bufs.clear()
+
+    def _refs(self, i: int) -> int:
+        return self._refcount(self._bufs[i])
+
+    def __call__(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        with self._lock:
+            for i in range(len(self._bufs)):
+                if self._bufs[i].nbytes >= nbytes and self._refs(i) == self._idle:
+                    self.reused += 1
+                    return self._bufs[i][:nbytes].view(dtype).reshape(shape)
+            buf = np.empty(nbytes, dtype=np.uint8)
+            if len(self._bufs) < self.keep:
+                self._bufs.append(buf)
+            return buf.view(dtype).reshape(shape)
+
+
 #: One shard's share of a batch: ``(shard, lo, hi, positions)``: rows ``lo:hi`` of the shard's
 #: consumption order go to ``positions`` of the batch (``None``: the whole batch, in order).
 Part = tuple[_DecodedShard, int, int, "np.ndarray | None"]
@@ -379,9 +421,11 @@ class BatchStream:
         """Batches this rank yields in the epoch (from ``start_batch``)."""
         return max(0, self.plan().num_batches - self.config.start_batch)
 
-    def _decode(self, slot: int, fetched: Future[dict[str, Any]], order: np.ndarray) -> _DecodedShard:
+    def _decode(
+        self, slot: int, fetched: Future[dict[str, Any]], order: np.ndarray, buffers: _ShardBuffers
+    ) -> _DecodedShard:
         ref, _ = self._slots[slot]
-        return _DecodedShard(self.view.decode_shard(ref, fetched.result(), order), order)
+        return _DecodedShard(self.view.decode_shard(ref, fetched.result(), order, buffers), order)
 
     def iter_batches(
         self, worker: int = 0, num_workers: int = 1, alloc: Allocator | None = None
@@ -451,6 +495,8 @@ class BatchStream:
         # keeps busy while shards decode: on an object store the next shard arrives meanwhile
         io_pool = ThreadPoolExecutor(max_workers=c.fetch_threads, thread_name_prefix="climb-fetch")
         pool = ThreadPoolExecutor(max_workers=c.decode_threads, thread_name_prefix="climb-decode")
+        # decoded shards go into reused buffers (see _ShardBuffers); enough for those in flight
+        buffers = _ShardBuffers(keep=c.prefetch_shards + c.lanes * c.block_shards + 2)
         fetches: list[Future[dict[str, Any]]] = []
         futures: dict[int, Future[_DecodedShard]] = {}
         ready: dict[int, _DecodedShard] = {}
@@ -461,7 +507,7 @@ class BatchStream:
             s = first_use[next_submit]
             fetched = io_pool.submit(self.view.fetch_shard, self._slots[s][0])
             fetches.append(fetched)
-            futures[s] = pool.submit(self._decode, s, fetched, consume_order[s])
+            futures[s] = pool.submit(self._decode, s, fetched, consume_order[s], buffers)
             next_submit += 1
 
         try:

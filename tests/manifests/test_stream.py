@@ -202,3 +202,40 @@ def test_stream_from_a_dataset_path(tmp_path: Path) -> None:
     write_and_publish(str(tmp_path), {("val", 0): samples[:2], ("val", 1): samples[2:]})
     batches = list(numpy_batches(open_dataset(str(tmp_path)).split("val"), 64))
     assert len(batches) == 1 and sorted(batches[0]["sample_id"]) == [s.sample_id for s in samples]
+
+
+def test_kept_batches_are_never_overwritten_by_reused_shard_buffers(built) -> None:
+    """In-process batches are slices of decoded shards whose buffers the stream reuses; a batch
+    the caller keeps (or any view of it) must keep its samples."""
+    url, by_id = built
+    view = open_dataset(url).split("train").select(["signal", "sample_id"])
+    kept_numpy = list(numpy_batches(view, 4, seed=8, lanes=1, prefetch_shards=1))
+    kept_views = [b["signal"][1:] for b in numpy_batches(view, 4, seed=8, lanes=1, prefetch_shards=1)]
+    kept_torch = list(StreamLoader(view, 4, num_workers=0, seed=8, lanes=1, prefetch_shards=1))
+    for batches in (kept_numpy, kept_torch):
+        for batch in batches:
+            for i, sid in enumerate(batch["sample_id"]):
+                np.testing.assert_array_equal(np.asarray(batch["signal"][i]), by_id[sid].arrays["signal"])
+    for batch, tail in zip(kept_numpy, kept_views, strict=True):
+        np.testing.assert_array_equal(tail, batch["signal"][1:])
+
+
+def test_shard_buffers_are_reused_only_when_nothing_sees_them() -> None:
+    from manifests.stream import _ShardBuffers
+
+    pool = _ShardBuffers(keep=2)
+    a = pool((4, 3), np.dtype("int16"))
+    view_of_view = a[1:][1:]  # NumPy views reference the owning buffer, not the view they came from
+    tensor = torch.from_numpy(a[2:])
+    del a
+    b = pool((4, 3), np.dtype("int16"))
+    assert pool.reused == 0 and not np.shares_memory(b, view_of_view)
+    del view_of_view
+    c = pool((4, 3), np.dtype("int16"))
+    assert pool.reused == 0  # the tensor still holds the first buffer
+    del tensor, b
+    d = pool((2, 3), np.dtype("float32"))  # smaller and another dtype: a free buffer serves it
+    assert pool.reused == 1 and d.shape == (2, 3) and d.dtype == np.float32
+    assert not np.shares_memory(c, d)
+    e = pool((64, 64), np.dtype("int16"))  # too big for any free buffer, and the pool is full
+    assert pool.reused == 1 and e.shape == (64, 64) and len(pool._bufs) == 2
