@@ -58,7 +58,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -423,21 +423,44 @@ def _measure(
             if close is not None:
                 close()
         seconds = time.perf_counter() - t0
-    row = {
-        "reader": name,
-        "samples": samples,
-        "seconds": round(seconds, 3),
-        "samples_s": round(samples / seconds, 1),
-        "mb_s": round(samples * sample_bytes / seconds / 1e6, 1),
-        "peak_rss_mb": round(rss.peak_mb, 1),
-        "capped": seconds > max_s,
-    }
+    row = rate_row(name, samples, seconds, sample_bytes, rss.peak_mb, capped=seconds > max_s)
     print(
         f"  {name:11s} {row['samples']:7d} samples {row['seconds']:8.2f} s {row['samples_s']:9.1f} /s "
         f"{row['mb_s']:8.1f} MB/s rss {row['peak_rss_mb']:7.0f} MB",
         flush=True,
     )
     return row
+
+
+def rate_row(
+    name: str, samples: int, seconds: float, sample_bytes: int, peak_mb: float, **extra: Any
+) -> dict[str, Any]:
+    """One reader's measured run as a result row: samples/s, MB/s of decoded samples, peak RSS."""
+    return {
+        "reader": name,
+        "samples": samples,
+        **{k: v for k, v in extra.items() if k != "capped"},
+        "seconds": round(seconds, 3),
+        "samples_s": round(samples / seconds, 1),
+        "mb_s": round(samples * sample_bytes / seconds / 1e6, 1),
+        "peak_rss_mb": round(peak_mb, 1),
+        "capped": bool(extra.get("capped", False)),
+    }
+
+
+def ratios(rate: dict[str, float], ours: Sequence[str]) -> dict[str, float | None]:
+    """This reader (the best of ``ours``) against the faster peer, the ceiling and the CLIMB way."""
+    best = max((rate.get(name, 0.0) for name in ours), default=0.0)
+    peer = max(rate.get("mds", 0.0), rate.get("webdataset", 0.0))
+
+    def over(other: float) -> float | None:
+        return round(best / other, 2) if best and other else None
+
+    return {
+        "vs_faster_peer": over(peer),
+        "vs_ceiling": over(rate.get("ceiling", 0.0)),
+        "vs_climb_way": over(rate.get("climb-way", 0.0)),
+    }
 
 
 def warm_up(readers: list[tuple[str, Callable[[], Iterator[Any]]]]) -> None:
@@ -592,16 +615,12 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for r in rows
             if (r["corpus"], r["storage"], r["cache"]) == (corpus, storage, cache) and "samples_s" in r
         }
-        peer = max(rate.get("mds", 0.0), rate.get("webdataset", 0.0))
-        ours = max(rate.get("climb-etl", 0.0), rate.get("climb-etl-threads", 0.0))
         out.append(
             {
                 "corpus": corpus,
                 "storage": storage,
                 "cache": cache,
-                "vs_faster_peer": round(ours / peer, 2) if peer else None,
-                "vs_ceiling": round(ours / rate["ceiling"], 2) if rate.get("ceiling") else None,
-                "vs_climb_way": round(ours / rate["climb-way"], 2) if rate.get("climb-way") else None,
+                **ratios(rate, ("climb-etl", "climb-etl-threads")),
             }
         )
     return out

@@ -184,16 +184,7 @@ def measure(
         if cuda:
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
-    row = {
-        "reader": name,
-        "samples": samples,
-        "epochs": epochs,
-        "seconds": round(seconds, 3),
-        "samples_s": round(samples / seconds, 1),
-        "mb_s": round(samples * sample_bytes / seconds / 1e6, 1),
-        "peak_rss_mb": round(rss.peak_mb, 1),
-        "capped": capped,
-    }
+    row = sb.rate_row(name, samples, seconds, sample_bytes, rss.peak_mb, epochs=epochs, capped=capped)
     print(
         f"  {name:11s} {samples:8d} samples {epochs:3d} epochs {seconds:7.2f} s "
         f"{row['samples_s']:9.1f} /s {row['mb_s']:8.1f} MB/s rss {row['peak_rss_mb']:7.0f} MB",
@@ -229,18 +220,13 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for r in rows
             if (r["corpus"], r["workers"]) == (corpus, workers) and "samples_s" in r
         }
-        peer = max(rate.get("mds", 0.0), rate.get("webdataset", 0.0))
-        ours = max(rate.get("climb-etl", 0.0), rate.get("climb-etl-pin", 0.0))
         out.append(
             {
                 "corpus": corpus,
                 "workers": workers,
-                "climb_etl_samples_s": ours or None,
-                "vs_faster_peer": round(ours / peer, 2) if peer and ours else None,
-                "vs_ceiling": round(ours / rate["ceiling"], 2) if rate.get("ceiling") and ours else None,
-                "vs_climb_way": round(ours / rate["climb-way"], 2)
-                if rate.get("climb-way") and ours
-                else None,
+                "climb_etl_samples_s": max(rate.get("climb-etl", 0.0), rate.get("climb-etl-pin", 0.0))
+                or None,
+                **sb.ratios(rate, ("climb-etl", "climb-etl-pin")),
             }
         )
     return out

@@ -20,21 +20,6 @@ import torch
 from manifests import open_dataset
 from manifests.ring import BatchRing, DeviceMover, RingAllocator, RingRef, RingTimeout
 from manifests.stream import StreamLoader
-from tests.manifests.test_writer import make_samples, write_and_publish
-
-SHARD_SIZES = (9, 17, 3, 12, 5, 15)  # 61 samples, uneven shards
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory):
-    url = str(tmp_path_factory.mktemp("ring") / "ds")
-    samples = make_samples(sum(SHARD_SIZES), "train", signal_shape=(2, 16))
-    shards, start = {}, 0
-    for k, n in enumerate(SHARD_SIZES):
-        shards[("train", k)] = samples[start : start + n]
-        start += n
-    write_and_publish(url, shards)
-    return url, {s.sample_id: s for s in samples}
 
 
 def _same_batches(expected: list[dict], got: list[dict]) -> None:
@@ -52,8 +37,8 @@ def _same_batches(expected: list[dict], got: list[dict]) -> None:
 
 
 @pytest.mark.parametrize("workers", [0, 1, 2, 3])
-def test_device_batches_equal_the_cpu_loaders_batch_for_batch(built, workers: int) -> None:
-    url, by_id = built
+def test_device_batches_equal_the_cpu_loaders_batch_for_batch(stream_built, workers: int) -> None:
+    url, by_id = stream_built
     view = open_dataset(url).split("train")
     expected = list(StreamLoader(view, 4, num_workers=workers, seed=2, pin_memory=False))
     got = list(StreamLoader(view, 4, num_workers=workers, seed=2, device="cpu"))
@@ -66,9 +51,9 @@ def test_device_batches_equal_the_cpu_loaders_batch_for_batch(built, workers: in
             np.testing.assert_array_equal(batch["mask"][i].numpy(), by_id[sid].arrays["mask"])
 
 
-def test_slow_consumer_holding_batches_gets_every_batch_intact(built) -> None:
+def test_slow_consumer_holding_batches_gets_every_batch_intact(stream_built) -> None:
     """Workers run ahead until their slots are full, then wait: nothing is overwritten."""
-    url, by_id = built
+    url, by_id = stream_built
     view = open_dataset(url).split("train").select(["signal", "sample_id"])
     loader = StreamLoader(view, 2, num_workers=2, prefetch_factor=1, seed=5, device="cpu")
     held = []
@@ -81,16 +66,16 @@ def test_slow_consumer_holding_batches_gets_every_batch_intact(built) -> None:
             np.testing.assert_array_equal(batch["signal"][i].numpy(), by_id[sid].arrays["signal"])
 
 
-def test_spawned_workers_reach_the_ring_through_proc(built) -> None:
-    url, _ = built
+def test_spawned_workers_reach_the_ring_through_proc(stream_built) -> None:
+    url, _ = stream_built
     view = open_dataset(url).split("train").select(["signal", "sample_id"])
     expected = list(StreamLoader(view, 8, num_workers=0, seed=1, pin_memory=False))
     got = list(StreamLoader(view, 8, num_workers=2, seed=1, device="cpu", multiprocessing_context="spawn"))
     _same_batches(expected, got)
 
 
-def test_break_and_resume_mid_epoch_on_the_device_path(built) -> None:
-    url, _ = built
+def test_break_and_resume_mid_epoch_on_the_device_path(stream_built) -> None:
+    url, _ = stream_built
     view = open_dataset(url).split("train").select(["signal", "sample_id"])
     full = [list(b["sample_id"]) for b in StreamLoader(view, 4, num_workers=2, seed=4, epoch=1)]
     loader = StreamLoader(view, 4, num_workers=2, seed=4, epoch=1, device="cpu")

@@ -11,22 +11,8 @@ import torch
 
 from manifests import open_dataset
 from manifests.stream import StreamLoader, numpy_batches, plan_epoch
+from tests.manifests.conftest import SHARD_SIZES
 from tests.manifests.test_writer import make_samples, write_and_publish
-
-#: Uneven shards: 61 samples in 6 shards of 3..17 samples.
-SHARD_SIZES = (9, 17, 3, 12, 5, 15)
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory):
-    url = str(tmp_path_factory.mktemp("stream") / "ds")
-    samples = make_samples(sum(SHARD_SIZES), "train", signal_shape=(2, 16))
-    shards, start = {}, 0
-    for k, n in enumerate(SHARD_SIZES):
-        shards[("train", k)] = samples[start : start + n]
-        start += n
-    write_and_publish(url, shards)
-    return url, {s.sample_id: s for s in samples}
 
 
 def _ids(batches) -> list[list[str]]:
@@ -67,8 +53,8 @@ def test_plan_depends_on_seed_and_epoch_only() -> None:
     assert ordered.codes.tolist() == [(k << 32) | o for k, n in enumerate(SHARD_SIZES) for o in range(n)]
 
 
-def test_numpy_batches_carry_the_written_samples(built) -> None:
-    url, by_id = built
+def test_numpy_batches_carry_the_written_samples(stream_built) -> None:
+    url, by_id = stream_built
     view = open_dataset(url).split("train")
     seen = []
     for batch in numpy_batches(view, 8, seed=5):
@@ -84,16 +70,16 @@ def test_numpy_batches_carry_the_written_samples(built) -> None:
     assert sorted(seen) == sorted(by_id)
 
 
-def test_filtered_selected_view_streams_only_what_it_keeps(built) -> None:
-    url, by_id = built
+def test_filtered_selected_view_streams_only_what_it_keeps(stream_built) -> None:
+    url, by_id = stream_built
     view = open_dataset(url).split("train").filter(label="AF").select(["signal", "sample_id"])
     ids = [sid for b in numpy_batches(view, 5, seed=2) for sid in b["sample_id"]]
     assert sorted(ids) == sorted(k for k, s in by_id.items() if s.row["label"] == "AF")
     assert set(next(iter(numpy_batches(view, 5)))) == {"signal", "sample_id"}
 
 
-def test_one_rank_equals_two_ranks_with_the_same_global_batch(built) -> None:
-    url, _ = built
+def test_one_rank_equals_two_ranks_with_the_same_global_batch(stream_built) -> None:
+    url, _ = stream_built
     view = open_dataset(url).split("train")
     one = _ids(numpy_batches(view, 8, seed=7, epoch=2, lanes=4))
     two = [_ids(numpy_batches(view, 4, seed=7, epoch=2, lanes=4, rank=r, world_size=2)) for r in range(2)]
@@ -106,8 +92,8 @@ def _loader_ids(view, workers: int, **kw) -> list[list[str]]:
     return [list(b["sample_id"]) for b in loader]
 
 
-def test_same_order_for_1_2_and_4_workers(built) -> None:
-    url, by_id = built
+def test_same_order_for_1_2_and_4_workers(stream_built) -> None:
+    url, by_id = stream_built
     view = open_dataset(url).split("train").select(["signal", "sample_id"])
     runs = {w: _loader_ids(view, w, seed=11, epoch=3) for w in (0, 1, 2, 4)}
     assert runs[1] == runs[0] and runs[2] == runs[0] and runs[4] == runs[0]
@@ -115,8 +101,8 @@ def test_same_order_for_1_2_and_4_workers(built) -> None:
     assert sorted(flat) == sorted(by_id)
 
 
-def test_exactly_once_across_ranks_and_workers_with_uneven_shards(built) -> None:
-    url, by_id = built
+def test_exactly_once_across_ranks_and_workers_with_uneven_shards(stream_built) -> None:
+    url, by_id = stream_built
     view = open_dataset(url).split("train").select(["sample_id"])
     world = 3
     per_rank = [_loader_ids(view, 2, batch_size=5, seed=1, rank=r, world_size=world) for r in range(world)]
@@ -125,8 +111,8 @@ def test_exactly_once_across_ranks_and_workers_with_uneven_shards(built) -> None
     assert sorted(flat) == sorted(by_id)
 
 
-def test_tail_smaller_than_world_gives_empty_batches_not_duplicates(built) -> None:
-    url, by_id = built
+def test_tail_smaller_than_world_gives_empty_batches_not_duplicates(stream_built) -> None:
+    url, by_id = stream_built
     view = open_dataset(url).split("train").select(["signal", "sample_id"])
     # 61 samples, global batch 60: the last global batch has 1 sample for 4 ranks
     per_rank = [list(numpy_batches(view, 15, rank=r, world_size=4)) for r in range(4)]
@@ -138,8 +124,8 @@ def test_tail_smaller_than_world_gives_empty_batches_not_duplicates(built) -> No
 
 
 @pytest.mark.parametrize(("workers", "stop_after"), [(0, 3), (2, 5)])
-def test_exact_mid_epoch_resume(built, workers: int, stop_after: int) -> None:
-    url, _ = built
+def test_exact_mid_epoch_resume(stream_built, workers: int, stop_after: int) -> None:
+    url, _ = stream_built
     view = open_dataset(url).split("train").select(["signal", "sample_id"])
     full = _loader_ids(view, workers, seed=4, epoch=1)
     loader = StreamLoader(view, 4, num_workers=workers, lanes=4, seed=4, epoch=1)
@@ -154,8 +140,8 @@ def test_exact_mid_epoch_resume(built, workers: int, stop_after: int) -> None:
     assert resumed.state_dict()["epoch"] == 2 and resumed.state_dict()["batches_consumed"] == 0
 
 
-def test_elastic_resume_from_two_ranks_to_one(built) -> None:
-    url, _ = built
+def test_elastic_resume_from_two_ranks_to_one(stream_built) -> None:
+    url, _ = stream_built
     view = open_dataset(url).split("train").select(["sample_id"])
     full = _ids(numpy_batches(view, 8, seed=9, lanes=4))
     ranks = [StreamLoader(view, 4, num_workers=0, lanes=4, seed=9, rank=r, world_size=2) for r in range(2)]
@@ -167,8 +153,8 @@ def test_elastic_resume_from_two_ranks_to_one(built) -> None:
     assert [a + b for a, b in zip(*first, strict=True)] + rest == full
 
 
-def test_torch_batches_are_tensors(built) -> None:
-    url, by_id = built
+def test_torch_batches_are_tensors(stream_built) -> None:
+    url, by_id = stream_built
     view = open_dataset(url).split("train")
     batch = next(iter(view.loader(6, num_workers=0, seed=1)))
     assert isinstance(batch["signal"], torch.Tensor) and batch["signal"].dtype == torch.int16
@@ -182,8 +168,8 @@ def test_torch_batches_are_tensors(built) -> None:
             assert batch["age"][i].item() == by_id[sid].row["age"]
 
 
-def test_bad_arguments_and_incompatible_resume_are_refused(built) -> None:
-    url, _ = built
+def test_bad_arguments_and_incompatible_resume_are_refused(stream_built) -> None:
+    url, _ = stream_built
     view = open_dataset(url).split("train")
     with pytest.raises(TypeError, match=r"batch_size must be an int, got float 4\.0"):
         numpy_batches(view, 4.0)
@@ -204,10 +190,10 @@ def test_stream_from_a_dataset_path(tmp_path: Path) -> None:
     assert len(batches) == 1 and sorted(batches[0]["sample_id"]) == [s.sample_id for s in samples]
 
 
-def test_kept_batches_are_never_overwritten_by_reused_shard_buffers(built) -> None:
+def test_kept_batches_are_never_overwritten_by_reused_shard_buffers(stream_built) -> None:
     """In-process batches are slices of decoded shards whose buffers the stream reuses; a batch
     the caller keeps (or any view of it) must keep its samples."""
-    url, by_id = built
+    url, by_id = stream_built
     view = open_dataset(url).split("train").select(["signal", "sample_id"])
     kept_numpy = list(numpy_batches(view, 4, seed=8, lanes=1, prefetch_shards=1))
     kept_views = [b["signal"][1:] for b in numpy_batches(view, 4, seed=8, lanes=1, prefetch_shards=1)]
