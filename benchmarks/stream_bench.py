@@ -301,18 +301,22 @@ def read_mds(local: str, remote: str | None, workers: int) -> Iterator[Any]:
         yield batch["x"]
 
 
-def read_wds(urls: list[str], workers: int) -> Iterator[Any]:
+def read_wds(urls: list[str], workers: int, *, seed: int = 0, pin: bool = False) -> Iterator[Any]:
+    """``pin``: batches become tensors the DataLoader's pin thread pins (for copies to a GPU)."""
+    import torch
     import webdataset as wds
     from torch.utils.data import DataLoader
 
     pipeline = (
-        wds.WebDataset(urls, shardshuffle=len(urls), seed=0, empty_check=False)
+        wds.WebDataset(urls, shardshuffle=len(urls), seed=seed, empty_check=False)
         .shuffle(1000)
         .decode()
         .to_tuple("npy")
         .batched(BATCH)
     )
-    for (batch,) in DataLoader(pipeline, batch_size=None, num_workers=workers):
+    if pin:
+        pipeline = pipeline.map_tuple(torch.from_numpy)
+    for (batch,) in DataLoader(pipeline, batch_size=None, num_workers=workers, pin_memory=pin):
         yield batch
 
 
@@ -350,12 +354,14 @@ class ClimbFiles:
             return torch.from_numpy(np.asarray(img))
 
 
-def read_climb(dataset: ClimbFiles, workers: int) -> Iterator[Any]:
+def read_climb(dataset: ClimbFiles, workers: int, *, seed: int = 0, pin: bool = False) -> Iterator[Any]:
     import torch
     from torch.utils.data import DataLoader
 
-    gen = torch.Generator().manual_seed(0)
-    yield from DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=workers, generator=gen)
+    gen = torch.Generator().manual_seed(seed)
+    yield from DataLoader(
+        dataset, batch_size=BATCH, shuffle=True, num_workers=workers, generator=gen, pin_memory=pin
+    )
 
 
 def _ceiling_worker(args: tuple[list[str], dict | None]) -> int:

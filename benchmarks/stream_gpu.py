@@ -71,7 +71,6 @@ def epoch_readers(
     PyTorch's usual path (per-batch shared memory, the DataLoader's pin thread, then ``.to``),
     as every peer is read.
     """
-    import torch
     from torch.utils.data import DataLoader
 
     from manifests import open_dataset
@@ -81,15 +80,12 @@ def epoch_readers(
     wds_urls = sorted(str(p) for p in (base / "wds").glob("*.tar"))
     view = open_dataset(str(base / "ours")).split("train").select(["x"])
 
-    def ours(epoch: int) -> Iterator[Any]:
-        loader = view.loader(BATCH, num_workers=workers, seed=0, epoch=epoch, device=device)
-        for batch in loader:
-            yield batch["x"]
+    def ours(**options: Any) -> Callable[[int], Iterator[Any]]:
+        def run(epoch: int) -> Iterator[Any]:
+            for batch in view.loader(BATCH, num_workers=workers, seed=0, epoch=epoch, **options):
+                yield batch["x"]
 
-    def ours_pin(epoch: int) -> Iterator[Any]:
-        loader = view.loader(BATCH, num_workers=workers, seed=0, epoch=epoch, pin_memory=True)
-        for batch in loader:
-            yield batch["x"]
+        return run
 
     mds_state: dict[str, Any] = {}
 
@@ -109,31 +105,17 @@ def epoch_readers(
             yield batch["x"]
 
     def wds(epoch: int) -> Iterator[Any]:
-        import webdataset
-
-        pipeline = (
-            webdataset.WebDataset(wds_urls, shardshuffle=len(wds_urls), seed=epoch, empty_check=False)
-            .shuffle(1000)
-            .decode()
-            .to_tuple("npy")
-            .batched(BATCH)
-            .map_tuple(torch.from_numpy)  # a tensor, so the DataLoader's pin thread pins it
-        )
-        for (batch,) in DataLoader(pipeline, batch_size=None, num_workers=workers, pin_memory=True):
-            yield batch
+        return sb.read_wds(wds_urls, workers, seed=epoch, pin=True)
 
     def climb_way(epoch: int) -> Iterator[Any]:
-        gen = torch.Generator().manual_seed(epoch)
-        yield from DataLoader(
-            climb, batch_size=BATCH, shuffle=True, num_workers=workers, generator=gen, pin_memory=True
-        )
+        return sb.read_climb(climb, workers, seed=epoch, pin=True)
 
     def ceiling(epoch: int) -> Iterator[int]:
         yield from sb.read_ceiling(str(base / "ours"), workers)
 
     return {
-        "climb-etl": ours,
-        "climb-etl-pin": ours_pin,
+        "climb-etl": ours(device=device),
+        "climb-etl-pin": ours(pin_memory=True),
         "mds": mds,
         "webdataset": wds,
         "climb-way": climb_way,

@@ -171,10 +171,6 @@ class BatchRing:
     def _released(self) -> np.ndarray:
         return np.ndarray((self.producers,), dtype=np.int64, buffer=self._mapping(), offset=0)
 
-    def reset(self) -> None:
-        """Every slot free (a new epoch's producers start again at batch 0)."""
-        self._released()[:] = 0
-
     def array(self, producer: int, n: int, name: str, rows: int) -> np.ndarray:
         """The buffer of ``name`` in producer ``producer``'s slot for its batch ``n`` (``rows`` samples)."""
         offset, shape, dtype = self.layout[name]
@@ -291,10 +287,7 @@ class DeviceMover:
             self.pending.append((event, refs))
             # slots of earlier batches go back once their copies are done (they finish on their
             # own, so this wait is bounded); the newest stays in flight while the loop works
-            while len(self.pending) > 1:
-                done, old = self.pending.popleft()
-                done.synchronize()
-                self._release(old)
+            self._drain(keep=1)
         else:
             self._release(refs)
         return out
@@ -306,7 +299,11 @@ class DeviceMover:
 
     def finish(self) -> None:
         """Wait for the copies in flight and release their slots."""
-        while self.pending:
-            done, old = self.pending.popleft()
+        self._drain(keep=0)
+
+    def _drain(self, keep: int) -> None:
+        """Wait for all but the newest ``keep`` copies in flight and release their slots."""
+        while len(self.pending) > keep:
+            done, refs = self.pending.popleft()
             done.synchronize()
-            self._release(old)
+            self._release(refs)

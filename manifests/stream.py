@@ -579,15 +579,13 @@ def numpy_batches(view: SplitView, batch_size: int, **options: Any) -> Iterator[
 # ---------------------------------------------------------------------------------------------
 
 
-def _to_torch(batch: dict[str, Any], shared: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """NumPy arrays → tensors without copying (``shared``: tensors the arrays were allocated from)."""
+def _to_torch(batch: dict[str, Any]) -> dict[str, Any]:
+    """NumPy arrays → tensors without copying (anything else passes through)."""
     import torch
 
     out: dict[str, Any] = {}
     for key, value in batch.items():
-        if shared is not None and key in shared:
-            out[key] = shared[key]
-        elif isinstance(value, np.ndarray) and value.dtype.kind != "O":
+        if isinstance(value, np.ndarray) and value.dtype.kind != "O":
             out[key] = torch.from_numpy(value)
         else:
             out[key] = value
@@ -607,6 +605,12 @@ class _SharedAllocator:
         tensor = torch.empty(shape, dtype=torch.from_numpy(np.empty(0, dtype=dtype)).dtype).share_memory_()
         self.tensors[name] = tensor
         return tensor.numpy()
+
+    def finish(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The collated batch with its arrays swapped for the shared tensors they live in."""
+        out = {k: self.tensors.get(k, v) for k, v in batch.items()}
+        self.tensors = {}
+        return out
 
 
 def _iterable_dataset_base() -> type:
@@ -653,20 +657,17 @@ class TorchStream(_iterable_dataset_base()):  # type: ignore[misc]
 
         info = get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
-        if self.ring is not None:  # fixed arrays go into ring slots; only references travel
-            ring_alloc = RingAllocator(self.ring, worker)
-            for batch in self.stream.iter_batches(worker, workers, alloc=ring_alloc):
-                if info is None:
-                    self._consumed += 1
-                yield _to_torch(ring_alloc.finish(batch))
-            return
-        alloc = _SharedAllocator() if info is not None else None
+        # a ring takes fixed arrays into its slots (only references travel); a worker otherwise
+        # collates into shared-memory tensors; in-process batches are the stream's own arrays
+        alloc: RingAllocator | _SharedAllocator | None = None
+        if self.ring is not None:
+            alloc = RingAllocator(self.ring, worker)
+        elif info is not None:
+            alloc = _SharedAllocator()
         for batch in self.stream.iter_batches(worker, workers, alloc=alloc):
             if info is None:
                 self._consumed += 1
-            yield _to_torch(batch, alloc.tensors if alloc is not None else None)
-            if alloc is not None:
-                alloc.tensors = {}
+            yield _to_torch(batch if alloc is None else alloc.finish(batch))
 
     def state_dict(self) -> dict[str, Any]:
         return self.stream.state_dict(self._consumed)
